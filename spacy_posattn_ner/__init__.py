@@ -1,0 +1,11 @@
+"""spacy-posattn-ner: NER from a frozen transformer and a positional-attention tagger.
+
+Importing the package registers the ``posattn_ner`` factory and the
+``spacy-posattn-ner.*`` architectures (entry points do the same for spaCy).
+"""
+from . import architectures  # noqa: F401  (registers architectures)
+from .backbone import EMBEDDED_BACKBONE, BackboneLoadError, FrozenBackbone
+from .pipeline import PosAttnNER, make_posattn_ner
+
+__version__ = "0.1.0"
+__all__ = ["PosAttnNER", "make_posattn_ner", "FrozenBackbone", "BackboneLoadError", "EMBEDDED_BACKBONE"]

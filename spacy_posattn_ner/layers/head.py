@@ -1,0 +1,61 @@
+"""The trainable head: layer mix + lexical features → positional attention → tag scores."""
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .attention import PositionalAttentionBlock
+from .lexical import LexicalEmbed
+
+
+class ScalarMix(nn.Module):
+    """Softmax-weighted sum of the backbone's hidden states, times a learned scale."""
+
+    def __init__(self, n_layers: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(n_layers))
+        self.gamma = nn.Parameter(torch.ones(1))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        # hidden: (B, n_layers, T, W) -> (B, T, W)
+        weights = torch.softmax(self.logits, dim=0)
+        return self.gamma * torch.einsum("l,bltw->btw", weights, hidden)
+
+
+class PosAttnHead(nn.Module):
+    """Scores every BILUO tag for every token of a padded batch of docs."""
+
+    def __init__(
+        self,
+        *,
+        n_layers: int,
+        hidden_width: int,
+        n_tags: int,
+        width: int,
+        depth: int,
+        n_heads: int,
+        max_distance: int,
+        lexical_rows: Sequence[int],
+        lexical_width: int,
+        dropout: float,
+    ):
+        super().__init__()
+        self.mix = ScalarMix(n_layers)
+        self.hidden_norm = nn.LayerNorm(hidden_width)
+        self.lexical = LexicalEmbed(lexical_rows, lexical_width)
+        self.project = nn.Linear(hidden_width + self.lexical.output_width, width)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            PositionalAttentionBlock(width, n_heads, max_distance, dropout) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.tagger = nn.Linear(width, n_tags)
+
+    def forward(self, hidden: torch.Tensor, lex_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """hidden (B, L, T, W) float; lex_ids (B, T, A, S) long; mask (B, T) bool → (B, T, n_tags)."""
+        mixed = self.hidden_norm(self.mix(hidden.float()))
+        x = torch.cat([mixed, self.lexical(lex_ids)], dim=-1)
+        x = self.dropout(self.project(self.dropout(x)))
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.tagger(self.norm(x))
