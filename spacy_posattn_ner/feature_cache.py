@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy
+from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
 
 
@@ -23,8 +24,7 @@ def doc_key(doc: Doc, fingerprint: str) -> str:
     """Digest of the backbone fingerprint, the text and the token boundaries."""
     h = hashlib.sha1(fingerprint.encode("utf8"))
     h.update(doc.text.encode("utf8"))
-    h.update(numpy.asarray([t.idx for t in doc], dtype="int64").tobytes())
-    h.update(numpy.asarray([len(t) for t in doc], dtype="int64").tobytes())
+    h.update(numpy.ascontiguousarray(doc.to_array([IDX, LENGTH]), dtype="int64").tobytes())
     return h.hexdigest()
 
 

@@ -154,7 +154,7 @@ def _tag_problem(tag: str, prev: Optional[str]) -> Optional[str]:
 def _fix_word(word: str) -> str:
     """Map latin-1 C1 control characters to the cp1252 punctuation they encode."""
     if any("\x80" <= ch <= "\x9f" for ch in word):
-        return word
+        return word.translate(_CP1252_C1)
     return word
 
 

@@ -92,10 +92,9 @@ class PosAttnNER(TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.cfg: Dict = {"labels": [], "n_layers": None, "hidden_width": None}
-        self.feature_cache = FeatureCache(cache_max_ram_mb, cache_dir)
         backbone = get_backbone(model)
-        backbone.cache = self.feature_cache
         backbone.cache_in_predict = False
+        self.feature_cache = FeatureCache(cache_max_ram_mb, cache_dir)
         self._decoding: Optional[Tuple[torch.Tensor, ...]] = None
 
     # -- labels ----------------------------------------------------------------
@@ -126,6 +125,15 @@ class PosAttnNER(TrainablePipe):
         return len(self.model.layers) > 1
 
     # -- feature cache ---------------------------------------------------------
+    @property
+    def feature_cache(self) -> Optional[FeatureCache]:
+        """Backbone features per distinct doc; None computes them on every call."""
+        return getattr(get_backbone(self.model), "cache", None)
+
+    @feature_cache.setter
+    def feature_cache(self, cache: Optional[FeatureCache]) -> None:
+        get_backbone(self.model).cache = cache
+
     @property
     def cache_in_predict(self) -> bool:
         """Whether ``predict`` reads and fills the feature cache (on from initialize

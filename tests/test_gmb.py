@@ -3,6 +3,8 @@
 import collections
 import importlib.util
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import List, Sequence
@@ -175,10 +177,15 @@ def test_format_errors_name_file_and_line(tmp_path: Path, header: str, rows: Lis
 
 
 def test_line_numbers_count_physical_lines(tmp_path: Path) -> None:
-    # A quoted newline makes row 3 span lines 3-4, so the bad row is on line 5.
-    rows = ["Sentence: 1,a,DT,O", ',"multi\r\nline",NN,O', ",c,NN,I-geo"]
-    with pytest.raises(GmbFormatError, match=r"line 5: tag 'I-geo' follows 'O'"):
+    # A quoted newline makes row 3 span lines 3-4: errors name a row's first line.
+    rows = ["Sentence: 1,a,DT,O", ',"multi\r\nline",NN,I-geo']
+    with pytest.raises(GmbFormatError, match=r"q\.csv line 3: tag 'I-geo' follows 'O'"):
         list(read_gmb(write_csv(tmp_path / "q.csv", rows)))
+    rows = ["Sentence: 1,a,DT,O", ',"multi\r\nline",NN,O', ",c,NN,I-geo"]
+    with pytest.raises(GmbFormatError, match=r"q\.csv line 5: tag 'I-geo' follows 'O'"):
+        list(read_gmb(write_csv(tmp_path / "q.csv", rows)))
+    rows = ["Sentence: 1,a,DT,O", ',"multi\r\nline",NN,O', "Sentence: 2,c,NN,O"]
+    assert [s.line for s in read_gmb(write_csv(tmp_path / "q.csv", rows))] == [2, 5]
 
 
 def test_error_is_raised_lazily_after_good_sentences(tmp_path: Path) -> None:
@@ -188,6 +195,19 @@ def test_error_is_raised_lazily_after_good_sentences(tmp_path: Path) -> None:
     assert next(sents).line == 9
     with pytest.raises(GmbFormatError, match=r"late\.csv line 15: tag 'I-org' follows 'O'"):
         next(sents)
+
+
+def test_gmb_module_imports_nothing_heavy() -> None:
+    # gmb.py itself (loaded on its own, without the package __init__) must stay light.
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('gmb', {str(REPO_ROOT / 'spacy_posattn_ner/gmb.py')!r})\n"
+        "module = sys.modules['gmb'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "print(sorted(m for m in ('torch', 'spacy', 'thinc', 'numpy', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_gmb_format_error_pickles() -> None:

@@ -1,0 +1,127 @@
+"""Shared fixtures: a tiny random BERT (fast), GMB sentences, pipeline builders."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach a hub
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.training import Example
+from thinc.api import Adam
+
+import spacy_posattn_ner  # noqa: F401  (registers the factory)
+from spacy_posattn_ner.backbone import EMBEDDED_BACKBONE, resolve_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+GMB_ZIP_CANDIDATES = [
+    ROOT / "assets" / "ner_dataset.csv.zip",
+    ROOT.parent / "shared" / "assets" / "gmb" / "ner_dataset.csv.zip",
+]
+
+SMALL_HEAD = {
+    "width": 32,
+    "depth": 1,
+    "n_heads": 2,
+    "max_distance": 8,
+    "lexical_rows": [500, 100, 200, 50],
+    "lexical_width": 16,
+    "dropout": 0.0,
+}
+
+
+def gmb_zip() -> Optional[Path]:
+    return next((p for p in GMB_ZIP_CANDIDATES if p.exists()), None)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer BERT (width 32) with the embedded model's
+    tokenizer, saved to a directory: loads in milliseconds, no network."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(EMBEDDED_BACKBONE))
+    tokenizer.model_max_length = 64
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def pipe_config(backbone: str, **head) -> Dict:
+    return {"model": {**SMALL_HEAD, **head, "backbone": {"name": backbone, "window": 24, "stride": 16}}}
+
+
+def make_nlp(backbone: str, **head) -> Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=pipe_config(backbone, **head))
+    return nlp
+
+
+TOY = [
+    ("Thousands of demonstrators marched through London .", [("London", "geo")]),
+    ("Iran 's President Mahmoud Ahmadinejad spoke on Tuesday .", [("Iran", "geo"), ("Mahmoud Ahmadinejad", "per"), ("Tuesday", "tim")]),
+    ("The United Nations met in New York .", [("United Nations", "org"), ("New York", "geo")]),
+    ("British troops left Basra in March .", [("British", "gpe"), ("Basra", "geo"), ("March", "tim")]),
+]
+
+
+def toy_examples(nlp: Language) -> List[Example]:
+    examples = []
+    for text, ents in TOY:
+        doc = nlp.make_doc(text)
+        spans = []
+        for surface, label in ents:
+            start = text.index(surface)
+            spans.append((start, start + len(surface), label))
+        examples.append(Example.from_dict(doc, {"entities": spans}))
+    return examples
+
+
+@pytest.fixture(scope="session")
+def gmb_sentences():
+    """The first 20 sentences of the real GMB corpus (skipped where it is absent)."""
+    path = gmb_zip()
+    if path is None:
+        pytest.skip("GMB corpus not found in assets/ or ../shared/assets/gmb/")
+    from itertools import islice
+
+    from spacy_posattn_ner.gmb import read_gmb
+
+    return list(islice(read_gmb(path), 20))
+
+
+def gmb_examples(nlp: Language, sentences) -> List[Example]:
+    from spacy_posattn_ner.gmb import sentences_to_docs
+
+    examples = []
+    for ref in sentences_to_docs(nlp.vocab, sentences):
+        pred = spacy.tokens.Doc(nlp.vocab, words=[t.text for t in ref], spaces=[bool(t.whitespace_) for t in ref])
+        examples.append(Example(pred, ref))
+    return examples
+
+
+def ents_of(doc):
+    return [(e.start, e.end, e.label_) for e in doc.ents]
+
+
+def train(nlp: Language, examples: List[Example], n_iter: int, seed: int = 0, learn_rate: float = 0.005) -> Dict[str, float]:
+    spacy.util.fix_random_seed(seed)
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(learn_rate)
+    losses: Dict[str, float] = {}
+    for _ in range(n_iter):
+        losses = {}
+        nlp.update(examples, sgd=optimizer, losses=losses)
+    return losses
