@@ -1,0 +1,143 @@
+"""Frozen features once per distinct doc: the cache, its keys, and training with it."""
+import io
+
+import numpy
+import torch
+import spacy
+from spacy.tokens import Doc, DocBin
+
+from spacy_posattn_ner.architectures import get_backbone
+from spacy_posattn_ner.feature_cache import FeatureCache, doc_key
+
+from .conftest import ROOT, ents_of, make_nlp, pipe_config, toy_examples, train
+
+
+def _array(seed, shape=(3, 5, 8)):
+    return numpy.random.default_rng(seed).standard_normal(shape).astype("float16")
+
+
+def test_ram_then_memory_mapped_spill(tmp_path):
+    one = _array(0)
+    cache = FeatureCache(max_ram_mb=2.5 * one.nbytes / 2**20, directory=str(tmp_path))
+    arrays = {f"k{i}": _array(i) for i in range(6)}
+    for key, value in arrays.items():
+        cache.put(key, value)
+    assert len(cache) == 6
+    assert cache.disk_bytes == 4 * one.nbytes  # two fit in RAM, four spilled
+    assert list(tmp_path.iterdir())
+    for key, value in arrays.items():
+        assert numpy.array_equal(cache.get(key), value)
+    assert cache.get("missing") is None
+    cache.clear()
+    assert len(cache) == 0 and not list(tmp_path.iterdir())
+
+
+def test_keys_change_with_backbone_text_and_tokenization():
+    nlp = spacy.blank("en")
+    a = Doc(nlp.vocab, words=["New", "York"])
+    same = Doc(nlp.vocab, words=["New", "York"])
+    retokenized = Doc(nlp.vocab, words=["New", " York"], spaces=[False, False])
+    other_text = Doc(nlp.vocab, words=["New", "Yorks"])
+    assert doc_key(a, "fp1") == doc_key(same, "fp1")
+    assert doc_key(a, "fp1") != doc_key(a, "fp2")
+    assert doc_key(a, "fp1") != doc_key(other_text, "fp1")
+    assert doc_key(a, "fp1") != doc_key(retokenized, "fp1")
+
+
+def test_fingerprint_depends_on_weights_and_windows(tiny_backbone):
+    fp = get_backbone(make_nlp(tiny_backbone).get_pipe("posattn_ner").model).fingerprint
+    nlp2 = spacy.blank("en")
+    cfg = pipe_config(tiny_backbone)
+    cfg["model"]["backbone"]["stride"] = 8
+    nlp2.add_pipe("posattn_ner", config=cfg)
+    assert get_backbone(nlp2.get_pipe("posattn_ner").model).fingerprint != fp
+    nlp3 = make_nlp(tiny_backbone)
+    backbone = get_backbone(nlp3.get_pipe("posattn_ner").model)
+    with torch.no_grad():
+        next(backbone.model.parameters()).add_(1.0)
+    backbone._fingerprint = None
+    assert backbone.fingerprint != fp
+
+
+def test_get_or_compute_runs_backbone_once_per_distinct_doc():
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc(t) for t in ["a b", "c", "a b", "d e f"]]
+    calls = []
+
+    def compute(batch):
+        calls.append([d.text for d in batch])
+        return [numpy.full((2, len(d), 4), len(d), dtype="float16") for d in batch]
+
+    cache = FeatureCache()
+    first = cache.get_or_compute(docs, "fp", compute)
+    again = cache.get_or_compute(list(reversed(docs)), "fp", compute)
+    assert calls == [["a b", "c", "d e f"]]
+    assert [f.shape[1] for f in first] == [2, 1, 2, 3]
+    assert [f.shape[1] for f in again] == [3, 2, 1, 2]
+
+
+def test_batches_are_length_bucketed(tiny_backbone):
+    nlp = make_nlp(tiny_backbone)
+    backbone = get_backbone(nlp.get_pipe("posattn_ner").model).load()
+    backbone.batch_wordpieces = 60
+    docs = [nlp.make_doc(" ".join(["word"] * n)) for n in (3, 20, 5, 14, 2, 9)]
+    windows = backbone.windows(docs)
+    batches = list(backbone._batches(windows))
+    lengths = [len(w.input_ids) for batch in batches for w in batch]
+    assert lengths == sorted(lengths) and len(lengths) == len(windows)
+    for batch in batches:
+        assert max(len(w.input_ids) for w in batch) * len(batch) <= 60 or len(batch) == 1
+
+
+def _corpus(nlp, tmp_path):
+    examples = toy_examples(nlp)
+    train_path, dev_path = tmp_path / "train.spacy", tmp_path / "dev.spacy"
+    DocBin(docs=[eg.reference for eg in examples]).to_disk(train_path)
+    DocBin(docs=[eg.reference for eg in examples[:2]]).to_disk(dev_path)
+    return train_path, dev_path
+
+
+def test_spacy_train_runs_backbone_once_per_distinct_doc(tiny_backbone, tmp_path):
+    """A whole `spacy train` run of several epochs: one backbone pass per distinct doc."""
+    from spacy.training.initialize import init_nlp
+    from spacy.training.loop import train as train_loop
+
+    train_path, dev_path = _corpus(spacy.blank("en"), tmp_path)
+    overrides = {
+        "paths.train": str(train_path),
+        "paths.dev": str(dev_path),
+        "training.max_epochs": 5,
+        "training.eval_frequency": 2,
+        "training.batcher.size.start": 20,
+        "training.batcher.size.stop": 20,
+        "training.logger.progress_bar": False,
+        "components.posattn_ner.model.backbone.name": tiny_backbone,
+        "components.posattn_ner.model.width": 32,
+        "components.posattn_ner.model.n_heads": 2,
+    }
+    config = spacy.util.load_config(ROOT / "configs" / "posattn_ner.cfg", overrides=overrides)
+    nlp = init_nlp(config)
+    backbone = get_backbone(nlp.get_pipe("posattn_ner").model)
+    backbone.n_forward_docs = 0
+    (tmp_path / "out").mkdir()
+    log = io.StringIO()
+    train_loop(nlp, tmp_path / "out", stdout=log)
+    assert log.getvalue().count("\n") > 5  # several evaluations were logged
+    n_distinct = len(toy_examples(nlp))  # the dev docs are among the training docs
+    assert backbone.n_forward_docs == n_distinct
+    assert nlp.get_pipe("posattn_ner").feature_cache.hits > 5 * n_distinct
+
+
+def test_cache_does_not_change_what_is_learned(tiny_backbone):
+    texts = [eg.reference.text for eg in toy_examples(spacy.blank("en"))] + ["Ahmadinejad left London ."]
+    with_cache = make_nlp(tiny_backbone)
+    train(with_cache, toy_examples(with_cache), n_iter=15, seed=3)
+    without = make_nlp(tiny_backbone)
+    without.get_pipe("posattn_ner").feature_cache = None
+    train(without, toy_examples(without), n_iter=15, seed=3)
+    assert get_backbone(without.get_pipe("posattn_ner").model).n_forward_docs == 15 * 4  # every update ran the backbone
+    head_a = with_cache.get_pipe("posattn_ner").model.layers[1].shims[0]._model.state_dict()
+    head_b = without.get_pipe("posattn_ner").model.layers[1].shims[0]._model.state_dict()
+    for key in head_a:
+        assert numpy.array_equal(head_a[key].numpy(), head_b[key].numpy()), key
+    assert [ents_of(with_cache(t)) for t in texts] == [ents_of(without(t)) for t in texts]
