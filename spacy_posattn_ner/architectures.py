@@ -13,6 +13,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, deserialize_attr, se
 from thinc.types import Floats3d, Ints1d
 
 from .backbone import EMBEDDED_BACKBONE, FrozenBackbone
+from .layers.exits import MultiExitHead
 from .layers.head import PosAttnHead
 from .layers.lexical import lexical_ids
 
@@ -100,6 +101,48 @@ def build_posattn_tagger(
     )
 
 
+@registry.architectures("spacy-posattn-ner.PosAttnTagger.v2")
+def build_posattn_exit_tagger(
+    backbone: Model[List[Doc], List[numpy.ndarray]],
+    exit_layers: Optional[List[int]] = None,
+    width: int = 256,
+    depth: int = 2,
+    n_heads: int = 4,
+    max_distance: int = 16,
+    lexical_rows: Sequence[int] = (5000, 1000, 2500, 500),
+    lexical_width: int = 64,
+    dropout: float = 0.1,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], PaddedScores]:
+    """PosAttnTagger.v1 with early exit: one head per backbone layer in
+    ``exit_layers`` (1 = after the first transformer layer; None = every layer),
+    each over the hidden states up to its layer. All exits train jointly on the
+    cached features; at inference a confident doc leaves at its first confident exit.
+    """
+    model = build_posattn_tagger(
+        backbone, width, depth, n_heads, max_distance, lexical_rows, lexical_width, dropout, nO
+    )
+    model.name = "posattn_exit_tagger"
+    model.attrs["head_config"]["exit_layers"] = None if exit_layers is None else list(exit_layers)
+    return model
+
+
+def resolve_exit_layers(model: Model, n_layers: int) -> Optional[List[int]]:
+    """The exit layers of a v2 model (None for v1), checked against the backbone."""
+    cfg = model.attrs["head_config"]
+    if "exit_layers" not in cfg:
+        return None
+    layers = cfg["exit_layers"]
+    if layers is None:
+        return list(range(1, n_layers))
+    if not layers or sorted(set(layers)) != list(layers) or layers[0] < 1 or layers[-1] > n_layers - 1:
+        raise ValueError(
+            f"exit_layers {layers}: need increasing layer numbers between 1 and {n_layers - 1} "
+            f"(the backbone has {n_layers - 1} layers)"
+        )
+    return list(layers)
+
+
 def get_backbone(model: Model) -> FrozenBackbone:
     return model.layers[0].attrs["backbone"]
 
@@ -109,8 +152,7 @@ def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
     if len(model.layers) > 1:
         return
     cfg: Dict[str, Any] = model.attrs["head_config"]
-    head = PosAttnHead(
-        n_layers=n_layers,
+    kwargs = dict(
         hidden_width=hidden_width,
         n_tags=model.get_dim("nO"),
         width=cfg["width"],
@@ -121,6 +163,11 @@ def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
         lexical_width=cfg["lexical_width"],
         dropout=cfg["dropout"],
     )
+    exit_layers = resolve_exit_layers(model, n_layers)
+    if exit_layers is None:
+        head: torch.nn.Module = PosAttnHead(n_layers=n_layers, **kwargs)
+    else:
+        head = MultiExitHead(exit_layers, **kwargs)
     model._layers.append(PyTorchWrapper_v2(head, convert_inputs=_pad_inputs))
 
 
@@ -145,10 +192,12 @@ def _tagger_forward(model: Model, docs: List[Doc], is_train: bool):
     rows = model.attrs["head_config"]["lexical_rows"]
     lex = [lexical_ids(doc, rows) for doc in docs_in]
     scores, backprop_head = head((feats, lex), is_train)
-    full[nonempty, : scores.shape[1]] = scores
+    # v1: (n_docs, T, n_tags); v2: (n_exits, n_docs, T, n_tags)
+    full = model.ops.alloc(scores.shape[:-3] + (len(docs), longest, n_tags), dtype="f")
+    full[..., nonempty, : scores.shape[-2], :] = scores
 
     def backprop(d_scores: Floats3d) -> List:
-        backprop_head(model.ops.xp.ascontiguousarray(d_scores[nonempty, : scores.shape[1]]))
+        backprop_head(model.ops.xp.ascontiguousarray(d_scores[..., nonempty, : scores.shape[-2], :]))
         return []
 
     return (full, lengths), backprop

@@ -115,6 +115,7 @@ class FrozenBackbone:
         self._fingerprint: Optional[str] = None
         self.n_forward_windows = 0  # windows run through the encoder (tests count these)
         self.n_forward_docs = 0  # docs whose features were computed by the encoder
+        self.n_layer_calls = 0  # (batch, transformer layer) pairs run
 
     # -- loading ---------------------------------------------------------------
     @property
@@ -239,32 +240,16 @@ class FrozenBackbone:
     def features(self, docs: Sequence[Doc]) -> List[numpy.ndarray]:
         """Per doc, float16 ``(n_layers, n_tokens, width)`` pooled hidden states."""
         docs = list(docs)
-        offsets = numpy.cumsum([0] + [len(doc) for doc in docs])
-        sums = torch.zeros((self.n_layers, int(offsets[-1]), self.width))
-        counts = torch.zeros((int(offsets[-1]),))
         windows = self.windows(docs)
+        pooler = TokenPooler(docs, windows, self.n_layers, self.width)
         for batch in self._batches(windows):
-            hidden = self._encode(batch)  # (n_layers, B, T, width)
-            n_layers, B, T, width = hidden.shape
-            rows, targets, weights, covered = [], [], [], []
-            for b, win in enumerate(batch):
-                pos = numpy.flatnonzero(win.token_index >= 0)
-                tokens = win.token_index[pos]
-                uniq, inverse, n_pieces = numpy.unique(tokens, return_inverse=True, return_counts=True)
-                rows.append(b * T + pos)
-                targets.append(offsets[win.doc_index] + tokens)
-                weights.append(1.0 / n_pieces[inverse])  # mean over a token's pieces
-                covered.append(offsets[win.doc_index] + uniq)
-            rows_t = torch.from_numpy(numpy.concatenate(rows))
-            weights_t = torch.from_numpy(numpy.concatenate(weights).astype("float32"))
-            flat = hidden.reshape(n_layers, B * T, width)[:, rows_t] * weights_t[None, :, None]
-            sums.index_add_(1, torch.from_numpy(numpy.concatenate(targets)), flat)
-            counts.index_add_(0, torch.from_numpy(numpy.concatenate(covered)), torch.ones(sum(map(len, covered))))
+            runner = LayerRunner(self, batch)
+            for layer in range(self.n_layers):
+                pooler.add(runner.batch, runner.next_layer(), layer)
         self.n_forward_windows += len(windows)
         self.n_forward_docs += len(docs)
-        # mean over the windows that cover a token; tokens with no wordpieces stay zero
-        pooled = (sums / counts.clamp(min=1.0)[None, :, None]).to(torch.float16).numpy()
-        return [pooled[:, offsets[i] : offsets[i + 1]] for i in range(len(docs))]
+        pooled = pooler.pooled().numpy()
+        return [pooled[:, pooler.offsets[i] : pooler.offsets[i + 1]] for i in range(len(docs))]
 
     def _batches(self, windows: List[Window]) -> Iterable[List[Window]]:
         """Length-sorted batches under a padded-wordpiece budget, so padding stays small."""
@@ -279,19 +264,109 @@ class FrozenBackbone:
         if batch:
             yield batch
 
-    def _encode(self, batch: List[Window]) -> torch.Tensor:
+    @property
+    def layerwise(self) -> bool:
+        """Whether layers can be run one at a time (BERT-style ``embeddings`` +
+        ``encoder.layer``); other encoders run whole, so early exit saves nothing."""
         model = self.model
-        device = next(model.parameters()).device
+        return hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer")
+
+
+class LayerRunner:
+    """Runs one batch of windows through the encoder a layer at a time.
+
+    ``keep(rows)`` drops finished windows, so the deeper layers cost only what the
+    remaining windows need.
+    """
+
+    def __init__(self, backbone: FrozenBackbone, batch: List[Window]):
+        self.backbone = backbone
+        self.batch = list(batch)
+        model = backbone.model
+        self.device = next(model.parameters()).device
         longest = max(len(w.input_ids) for w in batch)
-        ids = torch.full((len(batch), longest), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        ids = torch.full((len(batch), longest), backbone.tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros((len(batch), longest), dtype=torch.long)
         for b, win in enumerate(batch):
             ids[b, : len(win.input_ids)] = torch.tensor(win.input_ids)
             mask[b, : len(win.input_ids)] = 1
+        self.ids, self.mask = ids.to(self.device), mask.to(self.device)
+        self.layer = -1
+        self.n_layer_calls = 0
+        self._hidden: Optional[torch.Tensor] = None
+        self._all: Optional[Tuple[torch.Tensor, ...]] = None
+
+    def next_layer(self) -> torch.Tensor:
+        """Hidden states of the next layer (0 = embeddings), float32 ``(B, T, width)`` on CPU."""
+        model = self.backbone.model
+        self.layer += 1
         with torch.inference_mode():
-            out = model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                output_hidden_states=True,
-            )
-        return torch.stack(out.hidden_states).float().cpu()
+            if not self.backbone.layerwise:
+                if self._all is None:
+                    out = model(input_ids=self.ids, attention_mask=self.mask, output_hidden_states=True)
+                    self._all = out.hidden_states
+                    self.n_layer_calls += len(self._all) - 1
+                    self.backbone.n_layer_calls += len(self._all) - 1
+                self._hidden = self._all[self.layer]
+            elif self.layer == 0:
+                self._hidden = model.embeddings(input_ids=self.ids, token_type_ids=torch.zeros_like(self.ids))
+            else:
+                extended = model.get_extended_attention_mask(self.mask, self.ids.shape)
+                self._hidden = model.encoder.layer[self.layer - 1](self._hidden, attention_mask=extended)[0]
+                self.n_layer_calls += 1
+                self.backbone.n_layer_calls += 1
+        return self._hidden.float().cpu()
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Continue with these rows of the batch only."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
+        self.batch = [self.batch[i] for i in rows]
+        self.ids, self.mask = self.ids[index], self.mask[index]
+        if self._hidden is not None:
+            self._hidden = self._hidden[index]
+        if self._all is not None:
+            self._all = tuple(h[index] for h in self._all)
+
+
+class TokenPooler:
+    """Averages wordpiece states into spaCy tokens, layer by layer.
+
+    A token's vector is the mean over its wordpieces within a window, then the mean
+    over the windows that cover it; tokens with no wordpieces stay zero.
+    """
+
+    def __init__(self, docs: Sequence[Doc], windows: Sequence[Window], n_layers: int, width: int):
+        self.offsets = numpy.cumsum([0] + [len(doc) for doc in docs])
+        total = int(self.offsets[-1])
+        self.sums = torch.zeros((n_layers, total, width))
+        counts = torch.zeros((total,))
+        for win in windows:
+            tokens = numpy.unique(win.token_index[win.token_index >= 0])
+            counts[torch.from_numpy(self.offsets[win.doc_index] + tokens)] += 1.0
+        self.scale = 1.0 / counts.clamp(min=1.0)
+
+    def add(self, batch: Sequence[Window], hidden: torch.Tensor, layer: int) -> None:
+        B, T, width = hidden.shape
+        rows, targets, weights = [], [], []
+        for b, win in enumerate(batch):
+            pos = numpy.flatnonzero(win.token_index >= 0)
+            tokens = win.token_index[pos]
+            _, inverse, n_pieces = numpy.unique(tokens, return_inverse=True, return_counts=True)
+            rows.append(b * T + pos)
+            targets.append(self.offsets[win.doc_index] + tokens)
+            weights.append(1.0 / n_pieces[inverse])
+        if not rows:
+            return
+        rows_t = torch.from_numpy(numpy.concatenate(rows))
+        weights_t = torch.from_numpy(numpy.concatenate(weights).astype("float32"))
+        flat = hidden.reshape(B * T, width)[rows_t] * weights_t[:, None]
+        self.sums[layer].index_add_(0, torch.from_numpy(numpy.concatenate(targets)), flat)
+
+    def pooled(self, upto: Optional[int] = None) -> torch.Tensor:
+        """float16 ``(layers, total_tokens, width)`` for layers 0..upto."""
+        sums = self.sums if upto is None else self.sums[: upto + 1]
+        return (sums * self.scale[None, :, None]).to(torch.float16)
+
+    def doc(self, i: int, upto: int) -> torch.Tensor:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return (self.sums[: upto + 1, a:b] * self.scale[None, a:b, None]).to(torch.float16)

@@ -16,7 +16,9 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from .architectures import PaddedScores, ensure_head, get_backbone
+from .early_exit import predict_from_features, predict_layerwise
 from .feature_cache import FeatureCache
+from .layers.lexical import lexical_ids
 from .layers.decoding import PREFIXES, make_tags, transition_masks, viterbi
 
 DEFAULT_MODEL_CONFIG = """
@@ -39,6 +41,10 @@ batch_wordpieces = 8192
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
+if not Doc.has_extension("exit_layer"):
+    # the deepest backbone layer a doc's prediction used (None before posattn_ner ran)
+    Doc.set_extension("exit_layer", default=None)
+
 
 @Language.factory(
     "posattn_ner",
@@ -47,6 +53,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "model": DEFAULT_MODEL,
         "cache_max_ram_mb": 2048,
         "cache_dir": None,
+        "exit_threshold": 1.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -57,15 +64,25 @@ def make_posattn_ner(
     model: Model[List[Doc], PaddedScores],
     cache_max_ram_mb: float,
     cache_dir: Optional[str],
+    exit_threshold: float,
     scorer: Optional[Callable],
 ) -> "PosAttnNER":
     """Create a posattn_ner component.
 
     cache_max_ram_mb (float): RAM for cached backbone features; beyond it they spill
         to a memory-mapped file in ``cache_dir`` (a temporary directory if None).
+    exit_threshold (float): with an early-exit model (PosAttnTagger.v2), a doc leaves
+        at the first exit whose confidence (its least sure token's top probability)
+        reaches this; 1.0 or more never exits early, 0.0 always exits first.
     """
     return PosAttnNER(
-        nlp.vocab, model, name, cache_max_ram_mb=cache_max_ram_mb, cache_dir=cache_dir, scorer=scorer
+        nlp.vocab,
+        model,
+        name,
+        cache_max_ram_mb=cache_max_ram_mb,
+        cache_dir=cache_dir,
+        exit_threshold=exit_threshold,
+        scorer=scorer,
     )
 
 
@@ -85,6 +102,7 @@ class PosAttnNER(TrainablePipe):
         *,
         cache_max_ram_mb: float = 2048,
         cache_dir: Optional[str] = None,
+        exit_threshold: float = 1.0,
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -95,6 +113,7 @@ class PosAttnNER(TrainablePipe):
         backbone = get_backbone(model)
         backbone.cache_in_predict = False
         self.feature_cache = FeatureCache(cache_max_ram_mb, cache_dir)
+        self.exit_threshold = exit_threshold
         self._decoding: Optional[Tuple[torch.Tensor, ...]] = None
 
     # -- labels ----------------------------------------------------------------
@@ -123,6 +142,25 @@ class PosAttnNER(TrainablePipe):
     @property
     def _head_built(self) -> bool:
         return len(self.model.layers) > 1
+
+    # -- early exit ------------------------------------------------------------
+    @property
+    def exit_threshold(self) -> float:
+        return self._exit_threshold
+
+    @exit_threshold.setter
+    def exit_threshold(self, value: float) -> None:
+        value = float(value)
+        if not value >= 0.0:
+            raise ValueError(f"posattn_ner: exit_threshold must be a number >= 0, got {value!r}")
+        self._exit_threshold = value
+
+    @property
+    def exit_layers(self) -> Optional[List[int]]:
+        """Backbone layers with an exit head (None for a model without early exit)."""
+        if not self._head_built:
+            return None
+        return getattr(self.model.layers[1].shims[0]._model, "exit_layers", None)
 
     # -- feature cache ---------------------------------------------------------
     @property
@@ -183,33 +221,62 @@ class PosAttnNER(TrainablePipe):
         return sorted(seen)
 
     # -- predict / annotate ----------------------------------------------------
-    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
-        """Best constrained BILUO tag ids per doc."""
+    def predict(self, docs: Iterable[Doc]) -> Tuple[List[numpy.ndarray], numpy.ndarray]:
+        """Best constrained BILUO tag ids per doc, and the backbone layer each doc
+        exited at (-1 for empty docs)."""
         docs = list(docs)
         if not self._head_built:
             raise ValueError(f"posattn_ner '{self.name}' is not initialized: call nlp.initialize() first")
-        if not any(len(doc) for doc in docs):
-            return [numpy.zeros((len(doc),), dtype="int64") for doc in docs]
-        scores, lengths = self.model.predict(docs)
-        return self._decode(scores, lengths)
+        lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
+        if not lengths.any():
+            return [numpy.zeros((0,), dtype="int64") for doc in docs], numpy.full(len(docs), -1)
+        if self.exit_layers is None:
+            scores, _ = self.model.predict(docs)
+            log_probs = torch.log_softmax(torch.as_tensor(self.model.ops.to_numpy(scores)), dim=-1)
+            exit_layer = numpy.where(lengths > 0, self.cfg["n_layers"] - 1, -1)
+        else:
+            log_probs, exit_layer = self._predict_with_exits(docs, lengths)
+        return self._decode(log_probs, lengths), exit_layer
 
-    def _decode(self, scores, lengths) -> List[numpy.ndarray]:
+    def _predict_with_exits(self, docs: List[Doc], lengths: numpy.ndarray) -> Tuple[torch.Tensor, numpy.ndarray]:
+        backbone = get_backbone(self.model)
+        heads = self.model.layers[1].shims[0]._model
+        heads.eval()
+        rows = self.model.attrs["head_config"]["lexical_rows"]
+        nonempty = [i for i, n in enumerate(lengths) if n > 0]
+        lex = {i: lexical_ids(docs[i], rows) for i in nonempty}
+        cache = self.feature_cache
+        if cache is not None and self.cache_in_predict:
+            feats = cache.get_or_compute([docs[i] for i in nonempty], backbone.fingerprint, backbone.features)
+            all_feats = [numpy.zeros((0, 0, 0), dtype="float16")] * len(docs)
+            for i, f in zip(nonempty, feats):
+                all_feats[i] = f
+            per_doc, exit_layer = predict_from_features(heads, all_feats, lex, self.exit_threshold)
+        else:
+            per_doc, exit_layer, _ = predict_layerwise(backbone, heads, docs, lex, self.exit_threshold)
+        log_probs = torch.zeros((len(docs), int(lengths.max()), len(self.tags)))
+        for i in nonempty:
+            log_probs[i, : lengths[i]] = per_doc[i]
+        return log_probs, exit_layer
+
+    def _decode(self, log_probs: torch.Tensor, lengths: numpy.ndarray) -> List[numpy.ndarray]:
         if self._decoding is None:
             allowed, start, end = (torch.from_numpy(a) for a in transition_masks(self.tags))
             self._decoding = (allowed, start, end)
-        log_probs = torch.log_softmax(torch.as_tensor(self.model.ops.to_numpy(scores)), dim=-1)
-        lengths_t = torch.as_tensor(numpy.asarray(lengths, dtype="int64"))
+        lengths_t = torch.as_tensor(lengths)
         with torch.inference_mode():
             path = viterbi(log_probs, lengths_t, *self._decoding).numpy()
-        return [path[i, :n] for i, n in enumerate(lengths_t.tolist())]
+        return [path[i, :n] for i, n in enumerate(lengths.tolist())]
 
-    def set_annotations(self, docs: Iterable[Doc], tag_ids: List[numpy.ndarray]) -> None:
+    def set_annotations(self, docs: Iterable[Doc], predictions: Tuple[List[numpy.ndarray], numpy.ndarray]) -> None:
+        tag_ids, exit_layer = predictions
         labels = self.labels
-        for doc, ids in zip(docs, tag_ids):
+        for doc, ids, layer in zip(docs, tag_ids, exit_layer):
             spans = self._spans(doc, ids, labels)
             if doc.ents:
                 spans = filter_spans(list(doc.ents) + spans)  # keeps preset entities
             doc.set_ents(spans, default="outside")
+            doc._.exit_layer = int(layer) if layer >= 0 else None
 
     @staticmethod
     def _spans(doc: Doc, ids: numpy.ndarray, labels: Sequence[str]) -> List[Span]:
@@ -251,7 +318,7 @@ class PosAttnNER(TrainablePipe):
         averaged over the tokens whose gold tag is known."""
         scores_arr, lengths = scores
         xp = self.model.ops.xp
-        truths = numpy.full(scores_arr.shape[:2], -1, dtype="int64")
+        truths = numpy.full(scores_arr.shape[-3:-1], -1, dtype="int64")  # (n_docs, T)
         index = {tag: i for i, tag in enumerate(self.tags)}
         for i, eg in enumerate(examples):
             for j, tag in enumerate(eg.get_aligned_ner()):
@@ -265,13 +332,15 @@ class PosAttnNER(TrainablePipe):
                     )
                 truths[i, j] = index[tag]
         valid = truths >= 0
-        n_valid = max(int(valid.sum()), 1)
+        # every exit (v2) counts equally: the mean over exits of each exit's token mean
+        n_exits = scores_arr.shape[0] if scores_arr.ndim == 4 else 1
+        n_valid = max(int(valid.sum()), 1) * n_exits
         probs = self.model.ops.softmax(scores_arr, axis=-1)
         target = self.model.ops.asarray(numpy.where(valid, truths, 0))
         valid_x = self.model.ops.asarray(valid)
         onehot = xp.eye(scores_arr.shape[-1], dtype="float32")[target]
         d_scores = (probs - onehot) * valid_x[..., None] / n_valid
-        picked = xp.take_along_axis(probs, target[..., None], axis=-1)[..., 0]
+        picked = xp.take_along_axis(probs, xp.broadcast_to(target[..., None], probs.shape[:-1] + (1,)), axis=-1)[..., 0]
         loss = float(-(xp.log(xp.clip(picked, 1e-12, 1.0)) * valid_x).sum() / n_valid)
         return loss, d_scores.astype("float32")
 

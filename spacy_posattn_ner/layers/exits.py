@@ -1,0 +1,37 @@
+"""Exit heads (one per chosen backbone layer) and the confidence policy.
+
+Each exit has a head of its own over the layers seen so far (FastNER; Li et al.
+2021): a doc whose prediction at an early exit is already confident leaves there,
+and the backbone's deeper layers never run for it.
+"""
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .head import PosAttnHead
+
+
+class MultiExitHead(nn.Module):
+    """``heads[j]`` reads backbone hidden states ``0..exit_layers[j]``."""
+
+    def __init__(self, exit_layers: Sequence[int], **head_kwargs):
+        super().__init__()
+        self.exit_layers = list(exit_layers)
+        self.heads = nn.ModuleList(PosAttnHead(n_layers=k + 1, **head_kwargs) for k in self.exit_layers)
+
+    def forward(self, hidden: torch.Tensor, lex_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Training: every exit's scores, ``(n_exits, B, T, n_tags)``."""
+        return torch.stack(
+            [head(hidden[:, : k + 1], lex_ids, mask) for k, head in zip(self.exit_layers, self.heads)]
+        )
+
+
+def confidence(log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per doc: the lowest, over its tokens, of the most likely tag's probability.
+
+    One unsure token keeps the whole doc going, which protects entity boundaries
+    better than an average would. ``log_probs`` (B, T, K), ``mask`` (B, T) → (B,).
+    """
+    top = log_probs.max(dim=-1).values.exp()
+    return torch.where(mask, top, torch.ones_like(top)).min(dim=1).values

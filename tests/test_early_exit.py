@@ -1,0 +1,144 @@
+"""Early exit (PosAttnTagger.v2): exit heads, the threshold, and real savings."""
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+
+from spacy_posattn_ner.architectures import get_backbone
+from spacy_posattn_ner.early_exit import predict_from_features, save_exit_threshold
+from spacy_posattn_ner.layers.lexical import lexical_ids
+
+from .conftest import SMALL_HEAD, ents_of, toy_examples, train
+
+TEXTS = [
+    "Thousands of demonstrators marched through London .",
+    "Mahmoud Ahmadinejad met British troops in New York on Tuesday .",
+    "",
+    "The United Nations met in Basra in March .",
+    "Iran 's President spoke .",
+]
+
+
+def exit_config(backbone: str, exit_layers=None, threshold: float = 1.0):
+    model = {
+        "@architectures": "spacy-posattn-ner.PosAttnTagger.v2",
+        **SMALL_HEAD,
+        "exit_layers": exit_layers,
+        "backbone": {"@architectures": "spacy-posattn-ner.FrozenBackbone.v1", "name": backbone, "window": 24, "stride": 16},
+    }
+    return {"model": model, "exit_threshold": threshold}
+
+
+@pytest.fixture(scope="module")
+def exit_nlp(tiny_backbone):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
+    train(nlp, toy_examples(nlp), n_iter=40)
+    ner = nlp.get_pipe("posattn_ner")
+    ner.cache_in_predict = False  # as in a loaded pipeline: the layer-by-layer path
+    return nlp
+
+
+def test_exit_layers_default_to_every_layer(exit_nlp):
+    assert exit_nlp.get_pipe("posattn_ner").exit_layers == [1, 2]
+
+
+def test_every_exit_learns(exit_nlp):
+    ner = exit_nlp.get_pipe("posattn_ner")
+    ner.exit_threshold = 0.0
+    first = [ents_of(d) for d in exit_nlp.pipe(eg.reference.text for eg in toy_examples(exit_nlp))]
+    ner.exit_threshold = 1.0
+    last = [ents_of(d) for d in exit_nlp.pipe(eg.reference.text for eg in toy_examples(exit_nlp))]
+    gold = [ents_of(eg.reference) for eg in toy_examples(exit_nlp)]
+    assert first == gold and last == gold
+
+
+def test_threshold_one_equals_the_no_exit_path(exit_nlp):
+    ner = exit_nlp.get_pipe("posattn_ner")
+    ner.exit_threshold = 1.0
+    docs = [exit_nlp(t) for t in TEXTS]
+    assert [d._.exit_layer for d in docs] == [2, 2, None, 2, 2]
+    # no exit: all layers computed in one pass, only the last head used
+    heads = ner.model.layers[1].shims[0]._model
+    backbone = get_backbone(ner.model)
+    fresh = [exit_nlp.make_doc(t) for t in TEXTS]
+    feats = backbone.features(fresh)
+    rows = ner.model.attrs["head_config"]["lexical_rows"]
+    lex = {i: lexical_ids(d, rows) for i, d in enumerate(fresh) if len(d)}
+    heads.exit_layers, saved = [2], heads.exit_layers
+    saved_heads = heads.heads
+    heads.heads = heads.heads[1:]
+    try:
+        log_probs, layers = predict_from_features(heads, feats, lex, threshold=1.0)
+    finally:
+        heads.exit_layers, heads.heads = saved, saved_heads
+    lengths = numpy.asarray([len(d) for d in fresh])
+    padded = numpy.zeros((len(fresh), lengths.max(), len(ner.tags)), dtype="float32")
+    for i, lp in enumerate(log_probs):
+        if lp is not None:
+            padded[i, : len(lp)] = lp.numpy()
+    import torch
+
+    paths = ner._decode(torch.from_numpy(padded), lengths)
+    for doc, ids in zip(fresh, paths):
+        doc.set_ents(ner._spans(doc, ids, ner.labels), default="outside")
+    assert [ents_of(d) for d in docs] == [ents_of(d) for d in fresh]
+
+
+def test_threshold_zero_stops_at_the_first_exit_and_skips_deeper_layers(exit_nlp):
+    ner = exit_nlp.get_pipe("posattn_ner")
+    backbone = get_backbone(ner.model)
+    counts = {}
+    for threshold in (0.0, 1.0):
+        ner.exit_threshold = threshold
+        backbone.n_layer_calls = 0
+        docs = list(exit_nlp.pipe(TEXTS, batch_size=len(TEXTS)))
+        counts[threshold] = backbone.n_layer_calls
+        expected = 1 if threshold == 0.0 else 2
+        assert [d._.exit_layer for d in docs if len(d)] == [expected] * 4
+    assert counts[0.0] * 2 == counts[1.0] and counts[0.0] >= 1
+
+
+def test_intermediate_threshold_mixes_exit_layers(exit_nlp):
+    ner = exit_nlp.get_pipe("posattn_ner")
+    ner.exit_threshold = 1.0
+    layers_by_threshold = []
+    for threshold in numpy.linspace(0.0, 1.0, 21):
+        ner.exit_threshold = float(threshold)
+        layers_by_threshold.append(sum(d._.exit_layer for d in exit_nlp.pipe(TEXTS) if len(d)))
+    assert layers_by_threshold == sorted(layers_by_threshold)  # a higher bar never exits earlier
+
+
+def test_bad_threshold_and_exit_layers_are_rejected(exit_nlp, tiny_backbone):
+    with pytest.raises(ValueError, match="exit_threshold"):
+        exit_nlp.get_pipe("posattn_ner").exit_threshold = -0.5
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone, exit_layers=[1, 5]))
+    with pytest.raises(ValueError, match=r"exit_layers \[1, 5\].*between 1 and 2"):
+        nlp.initialize(lambda: toy_examples(nlp))
+
+
+def test_threshold_round_trips_and_overrides_at_load(exit_nlp, tmp_path):
+    ner = exit_nlp.get_pipe("posattn_ner")
+    exit_nlp.to_disk(tmp_path / "p")
+    save_exit_threshold(tmp_path / "p", 0.0)
+    loaded = spacy.load(tmp_path / "p")
+    assert loaded.get_pipe("posattn_ner").exit_threshold == 0.0
+    assert [d._.exit_layer for d in loaded.pipe(TEXTS) if len(d)] == [1] * 4
+    override = spacy.load(tmp_path / "p", config={"components": {"posattn_ner": {"exit_threshold": 1.0}}})
+    assert [d._.exit_layer for d in override.pipe(TEXTS) if len(d)] == [2] * 4
+    assert [ents_of(d) for d in override.pipe(TEXTS)] == [ents_of(d) for d in exit_nlp.pipe(TEXTS)]
+
+
+def test_exit_layer_survives_multiprocessing(exit_nlp):
+    exit_nlp.get_pipe("posattn_ner").exit_threshold = 0.0
+    docs = list(exit_nlp.pipe(TEXTS, n_process=2, batch_size=2))
+    assert [d._.exit_layer for d in docs] == [1, 1, None, 1, 1]
+    exit_nlp.get_pipe("posattn_ner").exit_threshold = 1.0
+
+
+def test_long_doc_exits_as_one_unit(exit_nlp):
+    exit_nlp.get_pipe("posattn_ner").exit_threshold = 1.0
+    words = ("Iran 's President spoke in London on Tuesday . " * 60).split()
+    doc = exit_nlp(Doc(exit_nlp.vocab, words=words))
+    assert doc._.exit_layer == 2 and all(t.ent_iob_ in ("O", "B", "I") for t in doc)
