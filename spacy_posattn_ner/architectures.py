@@ -50,7 +50,7 @@ def _backbone_forward(model: Model, docs: List[Doc], is_train: bool):
     if cache is not None and (is_train or getattr(backbone, "cache_in_predict", False)):
         feats = cache.get_or_compute(docs, backbone.fingerprint, backbone.features)
     else:
-        feats = backbone.features(docs)
+        feats = backbone.features(docs, precision="fp32" if is_train else backbone.precision)
     return feats, lambda d_feats: []
 
 

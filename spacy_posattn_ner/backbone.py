@@ -32,6 +32,30 @@ os.register_at_fork(after_in_child=_single_thread_after_fork)
 SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 where the hardware computes it natively (CUDA with bf16, CPUs
+    with AVX512-BF16/AMX), else int8 dynamic quantization on CPU, else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if _cpu_has_native_bf16() else "int8"
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf8") as file_:
+            flags = set(next((line for line in file_ if line.startswith("flags")), "").split())
+    except OSError:  # not Linux: be conservative
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 class BackboneLoadError(OSError):
     """A backbone name or path could not be loaded (names the source and the reason)."""
 
@@ -116,6 +140,8 @@ class FrozenBackbone:
         self.n_forward_windows = 0  # windows run through the encoder (tests count these)
         self.n_forward_docs = 0  # docs whose features were computed by the encoder
         self.n_layer_calls = 0  # (batch, transformer layer) pairs run
+        self.precision = "fp32"  # for inference; features for training are always fp32
+        self._quantized: Optional[torch.nn.Module] = None
 
     # -- loading ---------------------------------------------------------------
     @property
@@ -137,6 +163,7 @@ class FrozenBackbone:
         self._model = model
         self._tokenizer = tokenizer
         self._fingerprint = None
+        self._quantized = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -237,13 +264,36 @@ class FrozenBackbone:
         return Window(doc_index, [tok.cls_token_id] + list(ids) + [tok.sep_token_id], index)
 
     # -- features --------------------------------------------------------------
-    def features(self, docs: Sequence[Doc]) -> List[numpy.ndarray]:
-        """Per doc, float16 ``(n_layers, n_tokens, width)`` pooled hidden states."""
+    def inference_model(self, precision: str) -> Tuple[torch.nn.Module, str]:
+        """The encoder to run at ``precision`` and the precision actually used."""
+        device = next(self.model.parameters()).device
+        precision = resolve_precision(precision, device)
+        if precision == "int8":
+            if device.type != "cpu":
+                raise ValueError("precision 'int8' (dynamic quantization) runs on CPU only; use 'bf16' on GPU")
+            if self._quantized is None:
+                import copy
+                import warnings
+
+                with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
+                    warnings.simplefilter("ignore")
+                    self._quantized = torch.ao.quantization.quantize_dynamic(
+                        copy.deepcopy(self.model), {torch.nn.Linear}, dtype=torch.qint8
+                    )
+            return self._quantized, precision
+        return self.model, precision
+
+    def features(self, docs: Sequence[Doc], precision: str = "fp32") -> List[numpy.ndarray]:
+        """Per doc, float16 ``(n_layers, n_tokens, width)`` pooled hidden states.
+
+        Training and the feature cache use fp32 (the default); ``precision`` is for
+        inference without early exit.
+        """
         docs = list(docs)
         windows = self.windows(docs)
         pooler = TokenPooler(docs, windows, self.n_layers, self.width)
         for batch in self._batches(windows):
-            runner = LayerRunner(self, batch)
+            runner = LayerRunner(self, batch, precision)
             for layer in range(self.n_layers):
                 pooler.add(runner.batch, runner.next_layer(), layer)
         self.n_forward_windows += len(windows)
@@ -279,11 +329,11 @@ class LayerRunner:
     remaining windows need.
     """
 
-    def __init__(self, backbone: FrozenBackbone, batch: List[Window]):
+    def __init__(self, backbone: FrozenBackbone, batch: List[Window], precision: str = "fp32"):
         self.backbone = backbone
         self.batch = list(batch)
-        model = backbone.model
-        self.device = next(model.parameters()).device
+        self.model, self.precision = backbone.inference_model(precision)
+        self.device = next(backbone.model.parameters()).device
         longest = max(len(w.input_ids) for w in batch)
         ids = torch.full((len(batch), longest), backbone.tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros((len(batch), longest), dtype=torch.long)
@@ -298,9 +348,10 @@ class LayerRunner:
 
     def next_layer(self) -> torch.Tensor:
         """Hidden states of the next layer (0 = embeddings), float32 ``(B, T, width)`` on CPU."""
-        model = self.backbone.model
+        model = self.model
         self.layer += 1
-        with torch.inference_mode():
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with torch.inference_mode(), autocast:
             if not self.backbone.layerwise:
                 if self._all is None:
                     out = model(input_ids=self.ids, attention_mask=self.mask, output_hidden_states=True)

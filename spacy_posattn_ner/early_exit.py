@@ -91,7 +91,7 @@ def predict_layerwise(
         return exits.log_probs, exits.exit_layer, 0
     windows = backbone.windows(docs)
     pooler = TokenPooler(docs, windows, backbone.n_layers, backbone.width)
-    runners = [LayerRunner(backbone, batch) for batch in backbone._batches(windows)]
+    runners = [LayerRunner(backbone, batch, backbone.precision) for batch in backbone._batches(windows)]
     exit_index = {k: j for j, k in enumerate(heads.exit_layers)}
     for layer in range(max(heads.exit_layers) + 1):
         for runner in runners:

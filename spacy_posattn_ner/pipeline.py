@@ -16,6 +16,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from .architectures import PaddedScores, ensure_head, get_backbone
+from .backbone import PRECISIONS
 from .early_exit import predict_from_features, predict_layerwise
 from .feature_cache import FeatureCache
 from .layers.lexical import lexical_ids
@@ -54,6 +55,7 @@ if not Doc.has_extension("exit_layer"):
         "cache_max_ram_mb": 2048,
         "cache_dir": None,
         "exit_threshold": 1.0,
+        "precision": "auto",
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -65,6 +67,7 @@ def make_posattn_ner(
     cache_max_ram_mb: float,
     cache_dir: Optional[str],
     exit_threshold: float,
+    precision: str,
     scorer: Optional[Callable],
 ) -> "PosAttnNER":
     """Create a posattn_ner component.
@@ -74,6 +77,9 @@ def make_posattn_ner(
     exit_threshold (float): with an early-exit model (PosAttnTagger.v2), a doc leaves
         at the first exit whose confidence (its least sure token's top probability)
         reaches this; 1.0 or more never exits early, 0.0 always exits first.
+    precision (str): the backbone's inference precision: "fp32", "bf16", "int8"
+        (dynamic quantization of its linear layers, CPU) or "auto" (bf16 where the
+        hardware has it natively, else int8 on CPU). Training is always fp32.
     """
     return PosAttnNER(
         nlp.vocab,
@@ -82,6 +88,7 @@ def make_posattn_ner(
         cache_max_ram_mb=cache_max_ram_mb,
         cache_dir=cache_dir,
         exit_threshold=exit_threshold,
+        precision=precision,
         scorer=scorer,
     )
 
@@ -103,6 +110,7 @@ class PosAttnNER(TrainablePipe):
         cache_max_ram_mb: float = 2048,
         cache_dir: Optional[str] = None,
         exit_threshold: float = 1.0,
+        precision: str = "auto",
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -114,6 +122,7 @@ class PosAttnNER(TrainablePipe):
         backbone.cache_in_predict = False
         self.feature_cache = FeatureCache(cache_max_ram_mb, cache_dir)
         self.exit_threshold = exit_threshold
+        self.precision = precision
         self._decoding: Optional[Tuple[torch.Tensor, ...]] = None
 
     # -- labels ----------------------------------------------------------------
@@ -154,6 +163,17 @@ class PosAttnNER(TrainablePipe):
         if not value >= 0.0:
             raise ValueError(f"posattn_ner: exit_threshold must be a number >= 0, got {value!r}")
         self._exit_threshold = value
+
+    @property
+    def precision(self) -> str:
+        """The backbone's inference precision (see the factory); training stays fp32."""
+        return get_backbone(self.model).precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"posattn_ner: precision {value!r} is not one of {', '.join(PRECISIONS)}")
+        get_backbone(self.model).precision = value
 
     @property
     def exit_layers(self) -> Optional[List[int]]:

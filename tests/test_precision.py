@@ -1,0 +1,69 @@
+"""Inference precision of the backbone: fp32, bf16, int8, auto."""
+import numpy
+import pytest
+import spacy
+import torch
+
+from spacy_posattn_ner.architectures import get_backbone
+from spacy_posattn_ner.backbone import resolve_precision
+
+from .conftest import TOY, ents_of, make_nlp, toy_examples, train
+
+TEXTS = [text for text, _ in TOY]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_backbone):
+    nlp = make_nlp(tiny_backbone)
+    train(nlp, toy_examples(nlp), n_iter=40)
+    nlp.get_pipe("posattn_ner").cache_in_predict = False
+    return nlp
+
+
+def test_auto_resolves_to_a_concrete_precision():
+    assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "int8")
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    with pytest.raises(ValueError, match="'fp8' is not one of"):
+        resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_bad_precision_names_it(trained):
+    with pytest.raises(ValueError, match="precision 'half' is not one of auto, fp32, bf16, int8"):
+        trained.get_pipe("posattn_ner").precision = "half"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8", "auto"])
+def test_reduced_precision_keeps_predictions(trained, precision):
+    ner = trained.get_pipe("posattn_ner")
+    ner.precision = "fp32"
+    reference = [ents_of(d) for d in trained.pipe(TEXTS)]
+    ner.precision = precision
+    try:
+        assert [ents_of(d) for d in trained.pipe(TEXTS)] == reference
+        docs = [trained.make_doc(t) for t in TEXTS]
+        backbone = get_backbone(ner.model)
+        low = backbone.features(docs, precision=precision)
+        full = backbone.features(docs, precision="fp32")
+        diffs = [numpy.abs(a.astype("f") - b.astype("f")).max() for a, b in zip(low, full)]
+        assert 0 < max(diffs) < 0.5  # really computed differently, and close
+    finally:
+        ner.precision = "fp32"
+
+
+def test_training_features_stay_fp32(trained):
+    ner = trained.get_pipe("posattn_ner")
+    ner.precision = "int8"
+    try:
+        doc = trained.make_doc("Thousands marched through Basra .")
+        backbone = get_backbone(ner.model)
+        via_model, _ = ner.model.layers[0]([doc], is_train=True)
+        assert numpy.array_equal(via_model[0], backbone.features([doc], precision="fp32")[0])
+    finally:
+        ner.precision = "fp32"
+
+
+def test_precision_set_at_load(trained, tmp_path):
+    trained.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p", config={"components": {"posattn_ner": {"precision": "int8"}}})
+    assert loaded.get_pipe("posattn_ner").precision == "int8"
+    assert [ents_of(d) for d in loaded.pipe(TEXTS)] == [ents_of(d) for d in trained.pipe(TEXTS)]
