@@ -147,6 +147,13 @@ def get_backbone(model: Model) -> FrozenBackbone:
     return model.layers[0].attrs["backbone"]
 
 
+def get_head(model: Model) -> torch.nn.Module:
+    """The PyTorch head (built at initialize): PosAttnHead (v1) or MultiExitHead (v2)."""
+    if len(model.layers) < 2:
+        raise ValueError("the posattn_ner head is built at initialize; call nlp.initialize() first")
+    return model.layers[1].shims[0]._model
+
+
 def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
     """Create the PyTorch head from the model's config if it is not there yet."""
     if len(model.layers) > 1:

@@ -11,11 +11,10 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import filter_spans
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
-from .architectures import PaddedScores, ensure_head, get_backbone
+from .architectures import PaddedScores, ensure_head, get_backbone, get_head
 from .backbone import PRECISIONS
 from .early_exit import predict_from_features, predict_layerwise
 from .feature_cache import FeatureCache
@@ -180,7 +179,7 @@ class PosAttnNER(TrainablePipe):
         """Backbone layers with an exit head (None for a model without early exit)."""
         if not self._head_built:
             return None
-        return getattr(self.model.layers[1].shims[0]._model, "exit_layers", None)
+        return getattr(get_head(self.model), "exit_layers", None)
 
     # -- feature cache ---------------------------------------------------------
     @property
@@ -260,7 +259,7 @@ class PosAttnNER(TrainablePipe):
 
     def _predict_with_exits(self, docs: List[Doc], lengths: numpy.ndarray) -> Tuple[torch.Tensor, numpy.ndarray]:
         backbone = get_backbone(self.model)
-        heads = self.model.layers[1].shims[0]._model
+        heads = get_head(self.model)
         heads.eval()
         rows = self.model.attrs["head_config"]["lexical_rows"]
         nonempty = [i for i, n in enumerate(lengths) if n > 0]
@@ -293,8 +292,11 @@ class PosAttnNER(TrainablePipe):
         labels = self.labels
         for doc, ids, layer in zip(docs, tag_ids, exit_layer):
             spans = self._spans(doc, ids, labels)
-            if doc.ents:
-                spans = filter_spans(list(doc.ents) + spans)  # keeps preset entities
+            if doc.ents:  # preset entities win; predictions overlapping them are dropped
+                taken = numpy.zeros(len(doc), dtype=bool)
+                for ent in doc.ents:
+                    taken[ent.start : ent.end] = True
+                spans = list(doc.ents) + [s for s in spans if not taken[s.start : s.end].any()]
             doc.set_ents(spans, default="outside")
             doc._.exit_layer = int(layer) if layer >= 0 else None
 

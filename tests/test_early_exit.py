@@ -4,7 +4,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from spacy_posattn_ner.architectures import get_backbone
+from spacy_posattn_ner.architectures import get_backbone, get_head
 from spacy_posattn_ner.early_exit import predict_from_features, save_exit_threshold
 from spacy_posattn_ner.layers.lexical import lexical_ids
 
@@ -59,7 +59,7 @@ def test_threshold_one_equals_the_no_exit_path(exit_nlp):
     docs = [exit_nlp(t) for t in TEXTS]
     assert [d._.exit_layer for d in docs] == [2, 2, None, 2, 2]
     # no exit: all layers computed in one pass, only the last head used
-    heads = ner.model.layers[1].shims[0]._model
+    heads = get_head(ner.model)
     backbone = get_backbone(ner.model)
     fresh = [exit_nlp.make_doc(t) for t in TEXTS]
     feats = backbone.features(fresh)
