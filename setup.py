@@ -36,6 +36,7 @@ setup(
         "spacy_factories": ["posattn_ner = spacy_posattn_ner.pipeline:make_posattn_ner"],
         "spacy_architectures": [
             "spacy-posattn-ner.PosAttnTagger.v1 = spacy_posattn_ner.architectures:build_posattn_tagger",
+            "spacy-posattn-ner.PosAttnTagger.v2 = spacy_posattn_ner.architectures:build_posattn_exit_tagger",
             "spacy-posattn-ner.FrozenBackbone.v1 = spacy_posattn_ner.architectures:build_frozen_backbone",
         ],
         "spacy_loggers": [

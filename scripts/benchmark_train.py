@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -38,6 +37,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import srsly
 import typer
 from wasabi import msg
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # scripts/ helpers, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _markdown import replace_section  # noqa: E402
 
 try:  # POSIX only
     import resource
@@ -520,22 +523,7 @@ def render_section(report: Dict[str, Any]) -> str:
 
 
 def update_benchmarks_md(path: Path, section: str) -> None:
-    if path.exists():
-        text = path.read_text(encoding="utf8")
-        n_start, n_end = text.count(MARK_START), text.count(MARK_END)
-        if (n_start, n_end) == (1, 1) and text.index(MARK_START) < text.index(MARK_END):
-            pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.S)
-            text = pattern.sub(lambda _: section, text)
-        elif n_start == n_end == 0:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        else:
-            raise ValueError(
-                f"{path}: expected one {MARK_START} followed by one {MARK_END}, found {n_start} and {n_end}"
-            )
-    else:
-        text = "# Benchmarks\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf8")
+    replace_section(path, section, MARK_START, MARK_END)
 
 
 # -- CLI --------------------------------------------------------------------------

@@ -5,7 +5,10 @@ function of (backbone weights, window settings, doc text and tokenization). The 
 is keyed by a digest of exactly those, so a stale entry can never be returned.
 Entries live in RAM up to ``max_ram_mb``; past that they are appended to a file in
 ``directory`` and read back through a memory map (the OS page cache does the rest),
-so the full GMB training split fits on a machine whose RAM it would not.
+so the full GMB training split fits on a machine whose RAM it would not. RAM entries
+are packed into large preallocated slabs rather than one array each: hundreds of
+thousands of ~100 KB arrays fragment the heap until it holds gigabytes more than
+the features themselves.
 """
 import hashlib
 import mmap
@@ -18,6 +21,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy
 from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
+
+
+SLAB_ITEMS = 32 * 2**20  # float16 values per RAM slab (64 MiB)
 
 
 def doc_key(doc: Doc, fingerprint: str) -> str:
@@ -36,8 +42,10 @@ class FeatureCache:
         self._dir_arg = directory
         self._dir: Optional[Path] = None
         self._owns_dir = False
-        self._ram: Dict[str, numpy.ndarray] = {}
+        self._ram: Dict[str, numpy.ndarray] = {}  # views into self._slabs
         self._ram_bytes = 0
+        self._slabs: List[numpy.ndarray] = []
+        self._slab_used = 0
         self._disk: Dict[str, Tuple[int, Tuple[int, ...]]] = {}
         self._file = None
         self._map: Optional[mmap.mmap] = None
@@ -71,7 +79,7 @@ class FeatureCache:
             return
         value = numpy.ascontiguousarray(value, dtype=numpy.float16)
         if self._ram_bytes + value.nbytes <= self.max_ram_bytes:
-            self._ram[key] = value
+            self._ram[key] = self._slab_copy(value)
             self._ram_bytes += value.nbytes
             return
         f = self._open()
@@ -79,6 +87,17 @@ class FeatureCache:
         f.write(value.tobytes())
         self._disk[key] = (self._size, value.shape)
         self._size += value.nbytes
+
+    def _slab_copy(self, value: numpy.ndarray) -> numpy.ndarray:
+        n = value.size
+        if not self._slabs or self._slab_used + n > self._slabs[-1].size:
+            room = max(self.max_ram_bytes - self._ram_bytes, value.nbytes) // 2
+            self._slabs.append(numpy.empty((max(n, min(SLAB_ITEMS, room)),), dtype=numpy.float16))
+            self._slab_used = 0
+        view = self._slabs[-1][self._slab_used : self._slab_used + n].reshape(value.shape)
+        view[...] = value
+        self._slab_used += n
+        return view
 
     def get_or_compute(
         self,
@@ -126,6 +145,8 @@ class FeatureCache:
         """Drop every entry and delete the spill file."""
         self._ram.clear()
         self._ram_bytes = 0
+        self._slabs.clear()
+        self._slab_used = 0
         self._disk.clear()
         self._map = None
         if self._file is not None:
