@@ -71,7 +71,7 @@ def test_package_installs_and_matches_model_best(project_run, tmp_path):
         [sys.executable, "-c", script, json.dumps(texts)], capture_output=True, text=True, env=env, check=True
     )
     from_package = [[tuple(e) for e in doc] for doc in json.loads(out.stdout)]
-    best = spacy.load(project / "training" / "model-best")
+    best = spacy.load(project / "training" / "posattn_ner" / "model-best")
     assert from_package == [ents_of(best(t)) for t in texts]
-    meta = json.loads((project / "training" / "model-best" / "meta.json").read_text())
+    meta = json.loads((project / "training" / "posattn_ner" / "model-best" / "meta.json").read_text())
     assert "posattn_ner" in meta["pipeline"]
