@@ -46,8 +46,8 @@ def build_frozen_backbone(
 
 def _backbone_forward(model: Model, docs: List[Doc], is_train: bool):
     backbone: FrozenBackbone = model.attrs["backbone"]
-    cache = getattr(backbone, "cache", None)
-    if cache is not None and (is_train or getattr(backbone, "cache_in_predict", False)):
+    cache = backbone.cache
+    if cache is not None and (is_train or backbone.cache_in_predict):
         feats = cache.get_or_compute(docs, backbone.fingerprint, backbone.features)
     else:
         feats = backbone.features(docs, precision="fp32" if is_train else backbone.precision)

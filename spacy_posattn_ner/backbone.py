@@ -141,6 +141,8 @@ class FrozenBackbone:
         self.n_forward_docs = 0  # docs whose features were computed by the encoder
         self.n_layer_calls = 0  # (batch, transformer layer) pairs run
         self.precision = "fp32"  # for inference; features for training are always fp32
+        self.cache = None  # a FeatureCache, set by the component (runtime only, not saved)
+        self.cache_in_predict = False
         self._quantized: Optional[torch.nn.Module] = None
 
     # -- loading ---------------------------------------------------------------

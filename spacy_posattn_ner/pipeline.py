@@ -117,8 +117,6 @@ class PosAttnNER(TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.cfg: Dict = {"labels": [], "n_layers": None, "hidden_width": None}
-        backbone = get_backbone(model)
-        backbone.cache_in_predict = False
         self.feature_cache = FeatureCache(cache_max_ram_mb, cache_dir)
         self.exit_threshold = exit_threshold
         self.precision = precision
@@ -185,7 +183,7 @@ class PosAttnNER(TrainablePipe):
     @property
     def feature_cache(self) -> Optional[FeatureCache]:
         """Backbone features per distinct doc; None computes them on every call."""
-        return getattr(get_backbone(self.model), "cache", None)
+        return get_backbone(self.model).cache
 
     @feature_cache.setter
     def feature_cache(self, cache: Optional[FeatureCache]) -> None:
