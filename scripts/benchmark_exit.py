@@ -26,7 +26,7 @@ from wasabi import msg
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # scripts/ helpers, also when loaded by path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _markdown import replace_section  # noqa: E402
+from _report import replace_section, report_footer  # noqa: E402
 from calibrate_exit import (  # noqa: E402
     NEVER_EXIT,
     NoExitLayersError,
@@ -88,7 +88,6 @@ def render_section(report: Dict[str, Any]) -> str:
             f"| {label} | {r['ents_f']:.4f} | {0.0 - r['f1_loss_points']:+.2f} | {r['words_per_second']:,.0f} "
             f"| {speedup} | {fmt_layer(r['mean_exit_layer'])} | {fmt_shares(r['exit_layer_share'])} |"
         )
-    load = machine.get("load_average")
     out += [
         "",
         "One timed pass per threshold through `Language.evaluate` (tokenizing + `nlp.pipe`, batch size "
@@ -96,17 +95,8 @@ def render_section(report: Dict[str, Any]) -> str:
         "at its first exit whose confidence (its least sure token's top probability) reaches the threshold. "
         "F1 is spaCy's entity-level micro F1 (`ents_f`). Exit layer k = after the backbone's k-th transformer "
         "layer.",
-        "",
-        f"Command: `{report['command']}`",
-        "",
-        f"Machine: {machine['platform']}, {machine['cpu_count']} CPUs ({machine['cpus_usable']} usable), "
-        f"torch threads {report['torch_threads']}"
-        + (f", load average at start {load[0]:.2f}" if load else "")
-        + f". spaCy {machine['spacy']}, torch {machine['torch']}.",
-        "",
-        f"Date: {report['date']}",
-        MARK_END,
     ]
+    out += report_footer(report, machine, report["torch_threads"]) + [MARK_END]
     return "\n".join(out)
 
 

@@ -41,7 +41,7 @@ from wasabi import msg
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # scripts/ helpers, also when loaded by path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _markdown import replace_section  # noqa: E402
+from _report import replace_section, report_footer  # noqa: E402
 from calibrate_exit import (  # noqa: E402
     COMPONENT,
     NEVER_EXIT,
@@ -405,7 +405,6 @@ def render_section(report: Dict[str, Any]) -> str:
         out.append("- Test F1 change vs fp32 with the same exit setting, in points: " + ", ".join(parts))
     else:
         out.append("- Test F1 change vs fp32: n/a (fp32 or no reduced precision measured)")
-    load = machine.get("load_average")
     out += [
         "",
         "Words/s: the best of "
@@ -427,18 +426,7 @@ def render_section(report: Dict[str, Any]) -> str:
             f"OMP_NUM_THREADS={bench['env']['OMP_NUM_THREADS']}: `{bench['command']}`; mean words/s per batch "
             "with its bootstrap 95% CI.",
         ]
-    out += [
-        "",
-        f"Command: `{report['command']}`",
-        "",
-        f"Machine: {machine['platform']}, {machine['cpu_count']} CPUs ({machine['cpus_usable']} usable), "
-        f"torch threads {report['torch_threads']}"
-        + (f", load average at start {load[0]:.2f}" if load else "")
-        + f". spaCy {machine['spacy']}, torch {machine['torch']}.",
-        "",
-        f"Date: {report['date']}",
-        MARK_END,
-    ]
+    out += report_footer(report, machine, report["torch_threads"]) + [MARK_END]
     return "\n".join(out)
 
 

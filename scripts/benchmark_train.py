@@ -25,7 +25,6 @@ Usage:
 import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -40,7 +39,8 @@ from wasabi import msg
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # scripts/ helpers, also when loaded by path
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _markdown import replace_section  # noqa: E402
+from _report import machine_info as base_machine_info  # noqa: E402
+from _report import replace_section, report_footer  # noqa: E402
 
 try:  # POSIX only
     import resource
@@ -157,19 +157,10 @@ def read_jsonl(path: Path, since: float) -> List[Dict[str, Any]]:
 
 
 def machine_info(gpu_id: int) -> Dict[str, Any]:
-    import spacy
     import torch
 
-    info: Dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "spacy": spacy.__version__,
-        "torch": torch.__version__,
-    }
+    info = base_machine_info()
+    info["load_average_at_start"] = info.pop("load_average")
     try:
         import spacy_transformers
         import transformers
@@ -184,8 +175,6 @@ def machine_info(gpu_id: int) -> Dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(gpu_id)
     else:
         info["gpu"] = "none (CPU run)" if gpu_id < 0 else "none (CUDA not available)"
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     return info
 
 
@@ -496,7 +485,6 @@ def render_section(report: Dict[str, Any]) -> str:
             else ""
         ),
     )
-    load = machine.get("load_average_at_start")
     gpu = machine["gpu"]
     out += [
         "",
@@ -506,19 +494,8 @@ def render_section(report: Dict[str, Any]) -> str:
         "evaluation that reached the best score; total wall time is the whole `spacy train` process "
         "(test evaluation excluded). Peak RAM is that process's peak RSS. F1 is spaCy's entity-level "
         "micro F1 (`ents_f`); test F1 is `spacy evaluate` on `model-best`.",
-        "",
-        f"Command: `{report['command']}`",
-        "",
-        f"Machine: {machine['platform']}, {machine['cpu_count']} CPUs ({machine['cpus_usable']} usable), "
-        f"torch threads {machine['torch_threads']}, GPU: {gpu}"
-        + (f"; load average at start {load[0]:.2f}" if load else "")
-        + f". spaCy {machine['spacy']}, torch {machine['torch']}"
-        + (f", spacy-transformers {machine['spacy_transformers']}" if machine.get("spacy_transformers") else "")
-        + ".",
-        "",
-        f"Date: {report['date']}",
-        MARK_END,
     ]
+    out += report_footer(report, machine, machine["torch_threads"], extra=f", GPU: {gpu}") + [MARK_END]
     return "\n".join(out)
 
 

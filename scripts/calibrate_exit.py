@@ -16,15 +16,17 @@ Usage:
         [--thresholds 0.5,0.9,0.99] [--limit N] [--output metrics/calibrate_exit.json]
 """
 import datetime
-import os
-import platform
 import shlex
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import srsly
 import typer
 from wasabi import msg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from _report import machine_info  # noqa: E402
 
 app = typer.Typer(add_completion=False)
 
@@ -224,23 +226,6 @@ def fmt_layer(value: Optional[float]) -> str:
 
 def fmt_shares(share: Dict[str, float]) -> str:
     return " ".join(f"L{k}:{v:.0%}" for k, v in share.items())
-
-
-def machine_info() -> Dict[str, Any]:
-    import spacy
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "spacy": spacy.__version__,
-        "torch": torch.__version__,
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def utc_now() -> str:

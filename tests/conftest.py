@@ -125,3 +125,34 @@ def train(nlp: Language, examples: List[Example], n_iter: int, seed: int = 0, le
         losses = {}
         nlp.update(examples, sgd=optimizer, losses=losses)
     return losses
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """Tests that switch torch to one thread get the old count back."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_exit_pipeline(tiny_backbone, tmp_path_factory) -> Path:
+    """A tiny PosAttnTagger.v2 pipeline (exits after layers 1 and 2), trained on the
+    toy examples and saved. Copy it before changing it."""
+    import torch
+
+    from .test_early_exit import exit_config
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is much faster on a busy machine
+    try:
+        train(nlp, toy_examples(nlp), n_iter=40)
+    finally:
+        torch.set_num_threads(n_threads)
+    path = tmp_path_factory.mktemp("exit-pipeline") / "model"
+    nlp.to_disk(path)
+    return path

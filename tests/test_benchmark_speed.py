@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 from spacy_posattn_ner.early_exit import save_exit_threshold
 
 from .conftest import make_nlp, toy_examples, train
-from .test_early_exit import exit_config
 from .test_exit_scripts import load_script
 
 runner = CliRunner()
@@ -25,27 +24,13 @@ def speed():
     return load_script("benchmark_speed")
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def ours_dir(tiny_backbone, tmp_path_factory):
-    """A tiny PosAttnTagger.v2 pipeline (exits after layers 1 and 2), trained, saved,
-    with a calibrated threshold in its config (as calibrate_exit.py writes it)."""
-    nlp = spacy.blank("en")
-    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is much faster on a busy machine
-    try:
-        train(nlp, toy_examples(nlp), n_iter=40)
-    finally:
-        torch.set_num_threads(n_threads)
-    path = tmp_path_factory.mktemp("speed-ours") / "model"
-    nlp.to_disk(path)
+def ours_dir(tiny_exit_pipeline, tmp_path_factory):
+    """The tiny exit pipeline with a calibrated threshold in its config (as
+    calibrate_exit.py writes it)."""
+    import shutil
+
+    path = shutil.copytree(tiny_exit_pipeline, tmp_path_factory.mktemp("speed-ours") / "model")
     save_exit_threshold(path, CALIBRATED)
     return path
 

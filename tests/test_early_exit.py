@@ -119,7 +119,6 @@ def test_bad_threshold_and_exit_layers_are_rejected(exit_nlp, tiny_backbone):
 
 
 def test_threshold_round_trips_and_overrides_at_load(exit_nlp, tmp_path):
-    ner = exit_nlp.get_pipe("posattn_ner")
     exit_nlp.to_disk(tmp_path / "p")
     save_exit_threshold(tmp_path / "p", 0.0)
     loaded = spacy.load(tmp_path / "p")

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from spacy_posattn_ner.early_exit import save_exit_threshold
 
 from .conftest import ROOT, make_nlp, toy_examples, train
-from .test_early_exit import exit_config
 
 runner = CliRunner()
 LAST_EXIT = 2  # the tiny backbone has 2 layers: exits [1, 2]
@@ -36,33 +35,10 @@ def benchmark():
     return load_script("benchmark_exit")
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def trained_dir(tiny_backbone, tmp_path_factory):
-    """A tiny PosAttnTagger.v2 pipeline (exits after layers 1 and 2), trained and saved."""
-    nlp = spacy.blank("en")
-    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is much faster on a busy machine
-    try:
-        train(nlp, toy_examples(nlp), n_iter=40)
-    finally:
-        torch.set_num_threads(n_threads)
-    path = tmp_path_factory.mktemp("exit-pipeline") / "model"
-    nlp.to_disk(path)
-    return path
-
-
 @pytest.fixture
-def model_dir(trained_dir, tmp_path):
+def model_dir(tiny_exit_pipeline, tmp_path):
     """A private copy (the scripts write config.cfg)."""
-    return shutil.copytree(trained_dir, tmp_path / "model")
+    return shutil.copytree(tiny_exit_pipeline, tmp_path / "model")
 
 
 @pytest.fixture(scope="module")

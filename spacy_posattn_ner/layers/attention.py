@@ -4,8 +4,6 @@ Each head adds a learned scalar per clipped distance ``j - i`` to its attention
 logits, so the head learns where to look (the previous word, the next two...)
 independently of content: the light, position-aware module of Sun et al. (2025).
 """
-import math
-
 import torch
 from torch import nn
 

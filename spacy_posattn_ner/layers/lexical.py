@@ -5,7 +5,7 @@ token's surface form through spaCy's lexical attributes. Like thinc's HashEmbed,
 attribute is hashed with four seeds into a small table and the four rows are summed,
 so unseen words still get a meaningful vector from shared buckets.
 """
-from typing import List, Sequence
+from typing import Sequence
 
 import numpy
 import torch
