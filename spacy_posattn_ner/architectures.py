@@ -210,9 +210,11 @@ def _tagger_forward(model: Model, docs: List[Doc], is_train: bool):
     return (full, lengths), backprop
 
 
-def _pad_inputs(model: Model, X, is_train: bool):
-    """Pad per-doc features into (B, L, T, W) float16, lexical ids and a token mask."""
-    feats, lex = X
+def pad_features(
+    feats: Sequence[numpy.ndarray], lex: Sequence[numpy.ndarray], device: torch.device
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad per-doc features into (B, L, T, W) float16, lexical ids (B, T, A, S) and
+    a token mask (B, T), on ``device``: the head's input, in training and inference."""
     n_layers, _, width = feats[0].shape
     longest = max(f.shape[1] for f in feats)
     hidden = numpy.zeros((len(feats), n_layers, longest, width), dtype=numpy.float16)
@@ -223,6 +225,10 @@ def _pad_inputs(model: Model, X, is_train: bool):
         hidden[i, :, :n] = f
         lex_ids[i, :n] = ids
         mask[i, :n] = True
+    return tuple(torch.from_numpy(a).to(device) for a in (hidden, lex_ids, mask))  # type: ignore[return-value]
+
+
+def _pad_inputs(model: Model, X, is_train: bool):
+    feats, lex = X
     device = next(model.shims[0]._model.parameters()).device
-    args = tuple(torch.from_numpy(a).to(device) for a in (hidden, lex_ids, mask))
-    return ArgsKwargs(args=args, kwargs={}), lambda dX: []
+    return ArgsKwargs(args=pad_features(feats, lex, device), kwargs={}), lambda dX: []

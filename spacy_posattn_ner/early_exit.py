@@ -12,24 +12,11 @@ import numpy
 import torch
 from spacy.tokens import Doc
 
+from .architectures import pad_features
 from .backbone import FrozenBackbone, LayerRunner, TokenPooler
 from .layers.exits import MultiExitHead, confidence
 
 LexicalFn = Callable[[Doc], numpy.ndarray]
-
-
-def _pad(feats: Sequence[torch.Tensor], lex: Sequence[numpy.ndarray]):
-    n_layers, _, width = feats[0].shape
-    longest = max(f.shape[1] for f in feats)
-    hidden = torch.zeros((len(feats), n_layers, longest, width), dtype=torch.float16)
-    lex_ids = torch.zeros((len(feats), longest) + lex[0].shape[1:], dtype=torch.long)
-    mask = torch.zeros((len(feats), longest), dtype=torch.bool)
-    for i, (f, ids) in enumerate(zip(feats, lex)):
-        n = f.shape[1]
-        hidden[i, :, :n] = f
-        lex_ids[i, :n] = torch.from_numpy(ids)
-        mask[i, :n] = True
-    return hidden, lex_ids, mask
 
 
 class _Exits:
@@ -45,7 +32,7 @@ class _Exits:
     def apply(self, j: int, active: List[int], feats: List[torch.Tensor]) -> List[int]:
         """Run exit j on ``active`` docs; return those that go on."""
         device = next(self.heads.parameters()).device
-        hidden, lex_ids, mask = (t.to(device) for t in _pad(feats, [self.lex[i] for i in active]))
+        hidden, lex_ids, mask = pad_features([f.numpy() for f in feats], [self.lex[i] for i in active], device)
         with torch.inference_mode():
             log_probs = torch.log_softmax(self.heads.heads[j](hidden, lex_ids, mask).float(), dim=-1).cpu()
         last = j == len(self.heads.exit_layers) - 1

@@ -127,6 +127,18 @@ def train(nlp: Language, examples: List[Example], n_iter: int, seed: int = 0, le
     return losses
 
 
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory) -> Path:
+    """The toy sentences three times over plus an empty doc, as a .spacy file."""
+    from spacy.tokens import Doc, DocBin
+
+    nlp = spacy.blank("en")
+    docs = [eg.reference for eg in toy_examples(nlp)] * 3 + [Doc(nlp.vocab, words=[])]
+    path = tmp_path_factory.mktemp("toy-corpus") / "toy.spacy"
+    DocBin(docs=docs).to_disk(path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def keep_torch_threads():
     """Tests that switch torch to one thread get the old count back."""

@@ -51,13 +51,8 @@ def cnn_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The toy sentences three times over plus an empty doc, as a .spacy file."""
-    nlp = spacy.blank("en")
-    docs = [eg.reference for eg in toy_examples(nlp)] * 3 + [Doc(nlp.vocab, words=[])]
-    path = tmp_path_factory.mktemp("speed-corpus") / "test.spacy"
-    DocBin(docs=docs).to_disk(path)
-    return path
+def corpus(toy_corpus):
+    return toy_corpus
 
 
 def invoke(speed, corpus, ours, out, md, *extra):

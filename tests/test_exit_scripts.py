@@ -42,13 +42,8 @@ def model_dir(tiny_exit_pipeline, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The toy sentences three times over plus an empty doc, as a .spacy file."""
-    nlp = spacy.blank("en")
-    docs = [eg.reference for eg in toy_examples(nlp)] * 3 + [Doc(nlp.vocab, words=[])]
-    path = tmp_path_factory.mktemp("exit-corpus") / "dev.spacy"
-    DocBin(docs=docs).to_disk(path)
-    return path
+def corpus(toy_corpus):
+    return toy_corpus
 
 
 def row_for(rows, threshold):
