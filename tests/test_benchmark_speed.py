@@ -5,7 +5,6 @@ from itertools import product
 import pytest
 import spacy
 import torch
-from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
 from spacy_posattn_ner.early_exit import save_exit_threshold

@@ -6,7 +6,6 @@ import shutil
 import pytest
 import spacy
 import torch
-from spacy.tokens import Doc, DocBin
 from spacy.util import load_config
 from typer.testing import CliRunner
 
