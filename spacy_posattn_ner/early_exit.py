@@ -5,58 +5,117 @@ head; a doc whose confidence reaches the threshold is finished there, its window
 leave the backbone batches, and the remaining docs go on to the next layer.
 Docs spanning several windows move together and are pooled as in training, so the
 unit of exit is the doc (a sentence in GMB): sentence-level exit, as in Li et al.
+
+The heads run on length-sorted chunks of docs under a padded-token budget, so a
+batch's longest doc does not set the cost of all the others.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import numpy
 import torch
 from spacy.tokens import Doc
 
-from .architectures import pad_features
 from .backbone import FrozenBackbone, LayerRunner, TokenPooler
 from .layers.exits import MultiExitHead, confidence
 
-LexicalFn = Callable[[Doc], numpy.ndarray]
+# (B, T) global token indices, last layer → (B, layers, T, width) float16 features
+Gather = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 class _Exits:
     """Applies exit heads to the docs still running and records who leaves where."""
 
-    def __init__(self, heads: MultiExitHead, lex: Dict[int, numpy.ndarray], threshold: float, n_docs: int):
+    def __init__(
+        self,
+        heads: MultiExitHead,
+        lex: numpy.ndarray,
+        lengths: Sequence[int],
+        threshold: float,
+        precision: str = "fp32",
+        token_budget: int = 4096,
+    ):
         self.heads = heads
-        self.lex = lex
+        self.lex = torch.from_numpy(lex)
+        self.lengths = numpy.asarray(lengths, dtype="int64")
+        self.offsets = numpy.concatenate([[0], numpy.cumsum(self.lengths)])
         self.threshold = threshold
-        self.log_probs: List[Optional[torch.Tensor]] = [None] * n_docs
-        self.exit_layer = numpy.full((n_docs,), -1, dtype="int64")
+        self.precision = precision
+        self.token_budget = token_budget
+        self.device = next(heads.parameters()).device
+        self.log_probs: torch.Tensor = torch.zeros((len(self.lengths), int(self.lengths.max(initial=0)), 0))
+        self.exit_layer = numpy.full((len(self.lengths),), -1, dtype="int64")
 
-    def apply(self, j: int, active: List[int], feats: List[torch.Tensor]) -> List[int]:
-        """Run exit j on ``active`` docs; return those that go on."""
-        device = next(self.heads.parameters()).device
-        hidden, lex_ids, mask = pad_features([f.numpy() for f in feats], [self.lex[i] for i in active], device)
-        with torch.inference_mode():
-            log_probs = torch.log_softmax(self.heads.heads[j](hidden, lex_ids, mask).float(), dim=-1).cpu()
+    def chunks(self, active: Sequence[int]) -> List[numpy.ndarray]:
+        """Length-sorted groups of docs whose padded size stays within the budget."""
+        order = numpy.asarray(active, dtype="int64")[numpy.argsort(self.lengths[active], kind="stable")]
+        out, start = [], 0
+        for end in range(1, len(order) + 1):
+            if end == len(order) or self.lengths[order[end]] * (end + 1 - start) > self.token_budget:
+                out.append(order[start:end])
+                start = end
+        return out
+
+    def apply(self, j: int, active: Sequence[int], gather: Gather) -> List[int]:
+        """Run exit j on ``active`` docs; return those that go on, in doc order."""
         last = j == len(self.heads.exit_layers) - 1
-        done = torch.ones(len(active), dtype=torch.bool) if last else confidence(log_probs, mask.cpu()) >= self.threshold
-        remaining = []
-        for row, i in enumerate(active):
-            if bool(done[row]):
-                self.log_probs[i] = log_probs[row, : feats[row].shape[1]]
-                self.exit_layer[i] = self.heads.exit_layers[j]
-            else:
-                remaining.append(i)
-        return remaining
+        upto = self.heads.exit_layers[j]
+        remaining: List[int] = []
+        for chunk in self.chunks(active):
+            lengths = self.lengths[chunk]
+            T = int(lengths.max())
+            mask = numpy.arange(T)[None, :] < lengths[:, None]
+            index = torch.from_numpy(numpy.where(mask, self.offsets[chunk][:, None] + numpy.arange(T)[None, :], 0))
+            mask_t = torch.from_numpy(mask)
+            hidden = gather(index, upto).to(self.device)
+            with torch.inference_mode(), torch.autocast(
+                self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+            ):
+                scores = self.heads.heads[j](hidden, self.lex[index].to(self.device), mask_t.to(self.device))
+                log_probs = torch.log_softmax(scores.float(), dim=-1).cpu()
+            done = numpy.ones(len(chunk), dtype=bool) if last else (confidence(log_probs, mask_t) >= self.threshold).numpy()
+            if self.log_probs.shape[2] == 0:
+                self.log_probs = torch.zeros(self.log_probs.shape[:2] + (log_probs.shape[2],))
+            rows = torch.from_numpy(chunk[done])
+            self.log_probs[rows, :T] = log_probs[torch.from_numpy(numpy.flatnonzero(done))]
+            self.exit_layer[chunk[done]] = upto
+            remaining.extend(chunk[~done].tolist())
+        return sorted(remaining)
+
+
+def _exits_to_try(heads: MultiExitHead, threshold: float) -> List[int]:
+    """All exits, or only the last when the threshold means "never exit early" (>= 1):
+    a confidence can round to exactly 1.0, and the other heads' cost buys nothing."""
+    n = len(heads.exit_layers)
+    return list(range(n)) if threshold < 1.0 else [n - 1]
 
 
 def predict_from_features(
-    heads: MultiExitHead, feats: Sequence[numpy.ndarray], lex: Dict[int, numpy.ndarray], threshold: float
-) -> Tuple[List[Optional[torch.Tensor]], numpy.ndarray]:
-    """The exit policy on precomputed all-layer features (the training-time cache)."""
-    exits = _Exits(heads, lex, threshold, len(feats))
-    active = [i for i in range(len(feats)) if feats[i].shape[1] > 0]
-    for j, k in enumerate(heads.exit_layers):
-        if not active:
-            break
-        active = exits.apply(j, active, [torch.from_numpy(numpy.asarray(feats[i][: k + 1])) for i in active])
+    heads: MultiExitHead,
+    feats: Sequence[numpy.ndarray],
+    lex: numpy.ndarray,
+    threshold: float,
+    precision: str = "fp32",
+) -> Tuple[torch.Tensor, numpy.ndarray]:
+    """The exit policy on precomputed all-layer features (the training-time cache).
+
+    ``feats``: per doc ``(n_layers, n_tokens, width)``; ``lex``: the docs' lexical
+    ids concatenated (``lexical_ids_many``). Returns log-probs ``(n_docs, longest,
+    n_tags)`` (rows past a doc's length are zero) and each doc's exit layer (-1 for
+    empty docs).
+    """
+    lengths = [f.shape[1] if f.ndim == 3 else 0 for f in feats]
+    exits = _Exits(heads, lex, lengths, threshold, precision)
+    active = [i for i, n in enumerate(lengths) if n > 0]
+    if active:
+        store = torch.from_numpy(numpy.concatenate([numpy.asarray(feats[i]) for i in active], axis=1))
+
+        def gather(index: torch.Tensor, upto: int) -> torch.Tensor:
+            return store[: upto + 1, index].permute(1, 0, 2, 3)
+
+        for j in _exits_to_try(heads, threshold):
+            active = exits.apply(j, active, gather)
+            if not active:
+                break
     return exits.log_probs, exits.exit_layer
 
 
@@ -64,29 +123,30 @@ def predict_layerwise(
     backbone: FrozenBackbone,
     heads: MultiExitHead,
     docs: Sequence[Doc],
-    lex: Dict[int, numpy.ndarray],
+    lex: numpy.ndarray,
     threshold: float,
-) -> Tuple[List[Optional[torch.Tensor]], numpy.ndarray, int]:
+) -> Tuple[torch.Tensor, numpy.ndarray, int]:
     """Run the backbone a layer at a time, exiting confident docs as early as allowed.
 
-    Returns per-doc log-probs (None for empty docs), the exit layer per doc (-1 for
-    empty docs), and the number of encoder layer calls (batches x layers run).
+    Returns log-probs as ``predict_from_features`` does, the exit layer per doc (-1
+    for empty docs), and the number of encoder layer calls (batches x layers run).
     """
-    exits = _Exits(heads, lex, threshold, len(docs))
-    active = [i for i, doc in enumerate(docs) if len(doc)]
+    lengths = [len(doc) for doc in docs]
+    exits = _Exits(heads, lex, lengths, threshold, backbone.precision)
+    active = [i for i, n in enumerate(lengths) if n > 0]
     if not active:
         return exits.log_probs, exits.exit_layer, 0
     windows = backbone.windows(docs)
     pooler = TokenPooler(docs, windows, backbone.n_layers, backbone.width)
     runners = [LayerRunner(backbone, batch, backbone.precision) for batch in backbone._batches(windows)]
-    exit_index = {k: j for j, k in enumerate(heads.exit_layers)}
+    exit_index = {heads.exit_layers[j]: j for j in _exits_to_try(heads, threshold)}
     for layer in range(max(heads.exit_layers) + 1):
         for runner in runners:
             if runner.batch:
-                pooler.add(runner.batch, runner.next_layer(), layer)
+                pooler.add(runner, runner.next_layer(), layer)
         if layer not in exit_index:
             continue
-        active = exits.apply(exit_index[layer], active, [pooler.doc(i, layer) for i in active])
+        active = exits.apply(exit_index[layer], active, pooler.gather)
         if not active:
             break
         going_on = set(active)

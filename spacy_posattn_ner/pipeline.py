@@ -18,7 +18,7 @@ from .architectures import PaddedScores, ensure_head, get_backbone, get_head
 from .backbone import PRECISIONS
 from .early_exit import predict_from_features, predict_layerwise
 from .feature_cache import FeatureCache
-from .layers.lexical import lexical_ids
+from .layers.lexical import lexical_ids_many
 from .layers.decoding import PREFIXES, make_tags, transition_masks, viterbi
 
 DEFAULT_MODEL_CONFIG = """
@@ -259,21 +259,17 @@ class PosAttnNER(TrainablePipe):
         backbone = get_backbone(self.model)
         heads = get_head(self.model)
         heads.eval()
-        rows = self.model.attrs["head_config"]["lexical_rows"]
-        nonempty = [i for i, n in enumerate(lengths) if n > 0]
-        lex = {i: lexical_ids(docs[i], rows) for i in nonempty}
+        lex = lexical_ids_many(docs, self.model.attrs["head_config"]["lexical_rows"])
         cache = self.feature_cache
         if cache is not None and self.cache_in_predict:
+            nonempty = [i for i, n in enumerate(lengths) if n > 0]
             feats = cache.get_or_compute([docs[i] for i in nonempty], backbone.fingerprint, backbone.features)
             all_feats = [numpy.zeros((0, 0, 0), dtype="float16")] * len(docs)
             for i, f in zip(nonempty, feats):
                 all_feats[i] = f
-            per_doc, exit_layer = predict_from_features(heads, all_feats, lex, self.exit_threshold)
+            log_probs, exit_layer = predict_from_features(heads, all_feats, lex, self.exit_threshold)
         else:
-            per_doc, exit_layer, _ = predict_layerwise(backbone, heads, docs, lex, self.exit_threshold)
-        log_probs = torch.zeros((len(docs), int(lengths.max()), len(self.tags)))
-        for i in nonempty:
-            log_probs[i, : lengths[i]] = per_doc[i]
+            log_probs, exit_layer, _ = predict_layerwise(backbone, heads, docs, lex, self.exit_threshold)
         return log_probs, exit_layer
 
     def _decode(self, log_probs: torch.Tensor, lengths: numpy.ndarray) -> List[numpy.ndarray]:

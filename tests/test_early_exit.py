@@ -6,7 +6,7 @@ from spacy.tokens import Doc
 
 from spacy_posattn_ner.architectures import get_backbone, get_head
 from spacy_posattn_ner.early_exit import predict_from_features, save_exit_threshold
-from spacy_posattn_ner.layers.lexical import lexical_ids
+from spacy_posattn_ner.layers.lexical import lexical_ids_many
 
 from .conftest import SMALL_HEAD, ents_of, toy_examples, train
 
@@ -64,7 +64,7 @@ def test_threshold_one_equals_the_no_exit_path(exit_nlp):
     fresh = [exit_nlp.make_doc(t) for t in TEXTS]
     feats = backbone.features(fresh)
     rows = ner.model.attrs["head_config"]["lexical_rows"]
-    lex = {i: lexical_ids(d, rows) for i, d in enumerate(fresh) if len(d)}
+    lex = lexical_ids_many(fresh, rows)
     heads.exit_layers, saved = [2], heads.exit_layers
     saved_heads = heads.heads
     heads.heads = heads.heads[1:]
@@ -73,13 +73,8 @@ def test_threshold_one_equals_the_no_exit_path(exit_nlp):
     finally:
         heads.exit_layers, heads.heads = saved, saved_heads
     lengths = numpy.asarray([len(d) for d in fresh])
-    padded = numpy.zeros((len(fresh), lengths.max(), len(ner.tags)), dtype="float32")
-    for i, lp in enumerate(log_probs):
-        if lp is not None:
-            padded[i, : len(lp)] = lp.numpy()
-    import torch
-
-    paths = ner._decode(torch.from_numpy(padded), lengths)
+    assert layers.tolist() == [2 if n else -1 for n in lengths]
+    paths = ner._decode(log_probs, lengths)
     for doc, ids in zip(fresh, paths):
         doc.set_ents(ner._spans(doc, ids, ner.labels), default="outside")
     assert [ents_of(d) for d in docs] == [ents_of(d) for d in fresh]

@@ -172,6 +172,25 @@ def test_long_doc_is_covered_by_windows(trained):
     assert first == middle
 
 
+def test_embedded_tokenizer_settings_never_truncate_windows():
+    """all-MiniLM's tokenizer.json truncates and pads at 128 wordpieces: the windows
+    must ignore that and still give every wordpiece of a 128-token window."""
+    from spacy_posattn_ner.architectures import build_frozen_backbone
+
+    nlp = spacy.blank("en")
+    words = ["Ahmadinejad"] * 128  # several wordpieces each: far more than 128 in one window
+    doc = Doc(nlp.vocab, words=words)
+    backbone = build_frozen_backbone().attrs["backbone"]
+    assert backbone.tokenizer.backend_tokenizer.truncation is not None  # the setting is there
+    windows = backbone.windows([doc])
+    # (the transformers wrapper switches the setting off on the shared tokenizer when called)
+    expected = backbone.tokenizer(words, is_split_into_words=True, add_special_tokens=False, truncation=False)
+    pieces = sum(len(w.input_ids) - 2 for w in windows)
+    assert pieces == len(expected["input_ids"]) > 256
+    covered = numpy.concatenate([w.token_index[w.token_index >= 0] for w in windows])
+    assert set(covered.tolist()) == set(range(len(doc)))
+
+
 def test_preset_entities_are_kept(trained):
     text = "Mahmoud Ahmadinejad met British troops in New York on Tuesday ."
     predicted = ents_of(trained(text))

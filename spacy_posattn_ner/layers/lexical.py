@@ -20,10 +20,19 @@ _ops = NumpyOps()
 
 def lexical_ids(doc: Doc, rows: Sequence[int]) -> numpy.ndarray:
     """Bucket ids, ``(n_tokens, n_attrs, N_SEEDS)`` int64, already offset per table."""
-    attrs = doc.to_array(list(LEXICAL_ATTRS)).reshape((len(doc), len(LEXICAL_ATTRS)))
-    out = numpy.zeros((len(doc), len(rows), N_SEEDS), dtype="int64")
-    if len(doc) == 0:
+    return lexical_ids_many([doc], rows)
+
+
+def lexical_ids_many(docs: Sequence[Doc], rows: Sequence[int]) -> numpy.ndarray:
+    """``lexical_ids`` of several docs, concatenated along the tokens: one hashing
+    pass for a whole batch instead of one per doc."""
+    total = sum(len(doc) for doc in docs)
+    out = numpy.zeros((total, len(rows), N_SEEDS), dtype="int64")
+    if total == 0:
         return out
+    attrs = numpy.concatenate(
+        [doc.to_array(list(LEXICAL_ATTRS)).reshape((len(doc), len(LEXICAL_ATTRS))) for doc in docs if len(doc)]
+    )
     offset = 0
     for j, n_rows in enumerate(rows):
         hashed = _ops.hash(numpy.ascontiguousarray(attrs[:, j], dtype="uint64"), j)
