@@ -13,12 +13,16 @@ from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, deserialize_attr, se
 from thinc.types import Floats3d, Ints1d
 
 from .backbone import EMBEDDED_BACKBONE, FrozenBackbone
+from .batching import length_chunks
 from .layers.exits import MultiExitHead
 from .layers.head import PosAttnHead
 from .layers.lexical import lexical_ids
 
 # (scores (n_docs, longest, n_tags), lengths (n_docs,))
 PaddedScores = Tuple[Floats3d, Ints1d]
+# The head runs on length-sorted groups of at most this many padded tokens: in a
+# spaCy batch of sentences the longest one would otherwise set everybody's cost.
+HEAD_TOKEN_BUDGET = 2048
 
 
 @registry.architectures("spacy-posattn-ner.FrozenBackbone.v1")
@@ -198,13 +202,20 @@ def _tagger_forward(model: Model, docs: List[Doc], is_train: bool):
     feats, _ = backbone(docs_in, is_train)
     rows = model.attrs["head_config"]["lexical_rows"]
     lex = [lexical_ids(doc, rows) for doc in docs_in]
-    scores, backprop_head = head((feats, lex), is_train)
-    # v1: (n_docs, T, n_tags); v2: (n_exits, n_docs, T, n_tags)
-    full = model.ops.alloc(scores.shape[:-3] + (len(docs), longest, n_tags), dtype="f")
-    full[..., nonempty, : scores.shape[-2], :] = scores
+    full = None
+    callbacks = []
+    for chunk in length_chunks(lengths[nonempty], HEAD_TOKEN_BUDGET):
+        scores, backprop_chunk = head(([feats[k] for k in chunk], [lex[k] for k in chunk]), is_train)
+        if full is None:  # v1: (n_docs, T, n_tags); v2: (n_exits, n_docs, T, n_tags)
+            full = model.ops.alloc(scores.shape[:-3] + (len(docs), longest, n_tags), dtype="f")
+        targets = [nonempty[k] for k in chunk]
+        full[..., targets, : scores.shape[-2], :] = scores
+        callbacks.append((targets, scores.shape[-2], backprop_chunk))
 
     def backprop(d_scores: Floats3d) -> List:
-        backprop_head(model.ops.xp.ascontiguousarray(d_scores[..., nonempty, : scores.shape[-2], :]))
+        # each chunk's gradients accumulate in the head's parameters until finish_update
+        for targets, length, backprop_chunk in callbacks:
+            backprop_chunk(model.ops.xp.ascontiguousarray(d_scores[..., targets, :length, :]))
         return []
 
     return (full, lengths), backprop

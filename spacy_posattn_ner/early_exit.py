@@ -16,6 +16,7 @@ import torch
 from spacy.tokens import Doc
 
 from .backbone import FrozenBackbone, LayerRunner, TokenPooler
+from .batching import length_chunks
 from .layers.exits import MultiExitHead, confidence
 
 # (B, T) global token indices, last layer → (B, layers, T, width) float16 features
@@ -47,13 +48,8 @@ class _Exits:
 
     def chunks(self, active: Sequence[int]) -> List[numpy.ndarray]:
         """Length-sorted groups of docs whose padded size stays within the budget."""
-        order = numpy.asarray(active, dtype="int64")[numpy.argsort(self.lengths[active], kind="stable")]
-        out, start = [], 0
-        for end in range(1, len(order) + 1):
-            if end == len(order) or self.lengths[order[end]] * (end + 1 - start) > self.token_budget:
-                out.append(order[start:end])
-                start = end
-        return out
+        active = numpy.asarray(active, dtype="int64")
+        return [active[c] for c in length_chunks(self.lengths[active], self.token_budget)]
 
     def apply(self, j: int, active: Sequence[int], gather: Gather) -> List[int]:
         """Run exit j on ``active`` docs; return those that go on, in doc order."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy
-from spacy.attrs import IDX, LENGTH
+from spacy.attrs import IDX, LENGTH, ORTH, SPACY
 from spacy.tokens import Doc
 
 
@@ -27,10 +27,16 @@ SLAB_ITEMS = 32 * 2**20  # float16 values per RAM slab (64 MiB)
 
 
 def doc_key(doc: Doc, fingerprint: str) -> str:
-    """Digest of the backbone fingerprint, the text and the token boundaries."""
+    """Digest of the backbone fingerprint, the text and the token boundaries.
+
+    The text enters as its tokens' strings plus their offsets, lengths and trailing
+    spaces, which together spell it exactly (``doc.text`` would build a Token object
+    per token, a visible cost when every training step looks up every doc).
+    """
     h = hashlib.sha1(fingerprint.encode("utf8"))
-    h.update(doc.text.encode("utf8"))
-    h.update(numpy.ascontiguousarray(doc.to_array([IDX, LENGTH]), dtype="int64").tobytes())
+    strings = doc.vocab.strings
+    h.update("".join([strings[orth] for orth in doc.to_array(ORTH).tolist()]).encode("utf8"))
+    h.update(numpy.ascontiguousarray(doc.to_array([IDX, LENGTH, SPACY]), dtype="int64").tobytes())
     return h.hexdigest()
 
 

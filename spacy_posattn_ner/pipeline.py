@@ -18,6 +18,7 @@ from .architectures import PaddedScores, ensure_head, get_backbone, get_head
 from .backbone import PRECISIONS
 from .early_exit import predict_from_features, predict_layerwise
 from .feature_cache import FeatureCache
+from .gold import gold_tag_ids
 from .layers.lexical import lexical_ids_many
 from .layers.decoding import PREFIXES, make_tags, transition_masks, viterbi
 
@@ -359,16 +360,8 @@ class PosAttnNER(TrainablePipe):
         truths = numpy.full(scores_arr.shape[-3:-1], -1, dtype="int64")  # (n_docs, T)
         index = {tag: i for i, tag in enumerate(self.tags)}
         for i, eg in enumerate(examples):
-            for j, tag in enumerate(eg.get_aligned_ner()):
-                if tag is None or tag == "-":
-                    continue
-                if tag not in index:
-                    raise ValueError(
-                        f"posattn_ner '{self.name}': gold tag {tag!r} (token {j} of example {i}, "
-                        f"{eg.reference.text[:60]!r}) has a label the component does not know: "
-                        f"{list(self.labels)}"
-                    )
-                truths[i, j] = index[tag]
+            ids = gold_tag_ids(eg, index, where=f"posattn_ner '{self.name}', example {i}: ")
+            truths[i, : len(ids)] = ids
         valid = truths >= 0
         # every exit (v2) counts equally: the mean over exits of each exit's token mean
         n_exits = scores_arr.shape[0] if scores_arr.ndim == 4 else 1

@@ -1,0 +1,18 @@
+"""Length-sorted grouping: padding is paid per group, not per batch."""
+from typing import List, Sequence
+
+import numpy
+
+
+def length_chunks(lengths: Sequence[int], budget: int) -> List[numpy.ndarray]:
+    """Indices of ``lengths`` sorted by length and cut into groups whose padded size
+    (group size x longest member) stays within ``budget``; a member longer than the
+    budget gets a group of its own. Every index appears exactly once."""
+    lengths = numpy.asarray(lengths, dtype="int64")
+    order = numpy.argsort(lengths, kind="stable")
+    out, start = [], 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or lengths[order[end]] * (end + 1 - start) > budget:
+            out.append(order[start:end])
+            start = end
+    return out
