@@ -52,9 +52,11 @@ def _backbone_forward(model: Model, docs: List[Doc], is_train: bool):
     backbone: FrozenBackbone = model.attrs["backbone"]
     cache = backbone.cache
     if cache is not None and (is_train or backbone.cache_in_predict):
-        feats = cache.get_or_compute(docs, backbone.fingerprint, backbone.features)
+        feats = cache.get_or_compute(docs, backbone.train_key, backbone.train_features)
+    elif is_train:
+        feats = backbone.train_features(docs)
     else:
-        feats = backbone.features(docs, precision="fp32" if is_train else backbone.precision)
+        feats = backbone.features(docs, precision=backbone.precision)
     return feats, lambda d_feats: []
 
 

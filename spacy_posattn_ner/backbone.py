@@ -34,6 +34,7 @@ SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+TRAIN_PRECISIONS = ("fp32", "bf16")  # features the head trains on: no quantization
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -156,7 +157,8 @@ class FrozenBackbone:
         self.n_forward_windows = 0  # windows run through the encoder (tests count these)
         self.n_forward_docs = 0  # docs whose features were computed by the encoder
         self.n_layer_calls = 0  # (batch, transformer layer) pairs run
-        self.precision = "fp32"  # for inference; features for training are always fp32
+        self.precision = "fp32"  # for inference
+        self.train_precision = "fp32"  # for the features training uses (and caches)
         self.cache = None  # a FeatureCache, set by the component (runtime only, not saved)
         self.cache_in_predict = False
         self._quantized: Optional[torch.nn.Module] = None
@@ -233,6 +235,14 @@ class FrozenBackbone:
                 h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
+
+    @property
+    def train_key(self) -> str:
+        """The cache's fingerprint for training features: weights, windows and precision."""
+        return f"{self.fingerprint}:{self.train_precision}"
+
+    def train_features(self, docs: Sequence[Doc]) -> List[numpy.ndarray]:
+        return self.features(docs, precision=self.train_precision)
 
     # -- serialization ---------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -315,8 +325,8 @@ class FrozenBackbone:
     def features(self, docs: Sequence[Doc], precision: str = "fp32") -> List[numpy.ndarray]:
         """Per doc, float16 ``(n_layers, n_tokens, width)`` pooled hidden states.
 
-        Training and the feature cache use fp32 (the default); ``precision`` is for
-        inference without early exit.
+        Training and the feature cache use ``train_features`` (``train_precision``);
+        ``precision`` here is for inference without early exit.
         """
         docs = list(docs)
         windows = self.windows(docs)

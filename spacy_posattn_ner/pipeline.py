@@ -15,7 +15,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
 
 from .architectures import PaddedScores, ensure_head, get_backbone, get_head
-from .backbone import PRECISIONS
+from .backbone import PRECISIONS, TRAIN_PRECISIONS
 from .early_exit import predict_from_features, predict_layerwise
 from .feature_cache import FeatureCache
 from .gold import gold_tag_ids
@@ -56,6 +56,7 @@ if not Doc.has_extension("exit_layer"):
         "cache_dir": None,
         "exit_threshold": 1.0,
         "precision": "auto",
+        "train_precision": "fp32",
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -68,6 +69,7 @@ def make_posattn_ner(
     cache_dir: Optional[str],
     exit_threshold: float,
     precision: str,
+    train_precision: str,
     scorer: Optional[Callable],
 ) -> "PosAttnNER":
     """Create a posattn_ner component.
@@ -79,7 +81,11 @@ def make_posattn_ner(
         reaches this; 1.0 or more never exits early, 0.0 always exits first.
     precision (str): the backbone's inference precision: "fp32", "bf16", "int8"
         (dynamic quantization of its linear layers, CPU) or "auto" (bf16 where the
-        hardware has it natively, else int8 on CPU). Training is always fp32.
+        hardware has it natively, else int8 on CPU).
+    train_precision (str): the backbone's precision for the features training uses
+        (and the cached dev features scored during training): "fp32" or "bf16"
+        (about twice as fast on CPUs with native bf16; see BENCHMARKS.md for its
+        effect on F1). The head always trains in fp32.
     """
     return PosAttnNER(
         nlp.vocab,
@@ -89,6 +95,7 @@ def make_posattn_ner(
         cache_dir=cache_dir,
         exit_threshold=exit_threshold,
         precision=precision,
+        train_precision=train_precision,
         scorer=scorer,
     )
 
@@ -111,6 +118,7 @@ class PosAttnNER(TrainablePipe):
         cache_dir: Optional[str] = None,
         exit_threshold: float = 1.0,
         precision: str = "auto",
+        train_precision: str = "fp32",
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -121,6 +129,7 @@ class PosAttnNER(TrainablePipe):
         self.feature_cache = FeatureCache(cache_max_ram_mb, cache_dir)
         self.exit_threshold = exit_threshold
         self.precision = precision
+        self.train_precision = train_precision
         self._decoding: Optional[Tuple[torch.Tensor, ...]] = None
 
     # -- labels ----------------------------------------------------------------
@@ -164,7 +173,7 @@ class PosAttnNER(TrainablePipe):
 
     @property
     def precision(self) -> str:
-        """The backbone's inference precision (see the factory); training stays fp32."""
+        """The backbone's inference precision (see the factory)."""
         return get_backbone(self.model).precision
 
     @precision.setter
@@ -172,6 +181,19 @@ class PosAttnNER(TrainablePipe):
         if value not in PRECISIONS:
             raise ValueError(f"posattn_ner: precision {value!r} is not one of {', '.join(PRECISIONS)}")
         get_backbone(self.model).precision = value
+
+    @property
+    def train_precision(self) -> str:
+        """The backbone's precision for training features (see the factory)."""
+        return get_backbone(self.model).train_precision
+
+    @train_precision.setter
+    def train_precision(self, value: str) -> None:
+        if value not in TRAIN_PRECISIONS:
+            raise ValueError(
+                f"posattn_ner: train_precision {value!r} is not one of {', '.join(TRAIN_PRECISIONS)}"
+            )
+        get_backbone(self.model).train_precision = value
 
     @property
     def exit_layers(self) -> Optional[List[int]]:
@@ -264,7 +286,7 @@ class PosAttnNER(TrainablePipe):
         cache = self.feature_cache
         if cache is not None and self.cache_in_predict:
             nonempty = [i for i, n in enumerate(lengths) if n > 0]
-            feats = cache.get_or_compute([docs[i] for i in nonempty], backbone.fingerprint, backbone.features)
+            feats = cache.get_or_compute([docs[i] for i in nonempty], backbone.train_key, backbone.train_features)
             all_feats = [numpy.zeros((0, 0, 0), dtype="float16")] * len(docs)
             for i, f in zip(nonempty, feats):
                 all_feats[i] = f

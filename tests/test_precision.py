@@ -62,6 +62,25 @@ def test_training_features_stay_fp32(trained):
         ner.precision = "fp32"
 
 
+def test_train_precision_sets_the_training_features_and_their_cache_key(trained):
+    ner = trained.get_pipe("posattn_ner")
+    backbone = get_backbone(ner.model)
+    doc = trained.make_doc("Thousands marched through Basra .")
+    fp32_key = backbone.train_key
+    ner.train_precision = "bf16"
+    try:
+        assert backbone.train_key != fp32_key  # cached fp32 features are never served for bf16
+        via_model, _ = ner.model.layers[0]([doc], is_train=True)
+        assert numpy.array_equal(via_model[0], backbone.features([doc], precision="bf16")[0])
+        assert not numpy.array_equal(via_model[0], backbone.features([doc], precision="fp32")[0])
+    finally:
+        ner.train_precision = "fp32"
+    with pytest.raises(ValueError, match="train_precision 'int8' is not one of fp32, bf16"):
+        ner.train_precision = "int8"
+    nlp = make_nlp(get_backbone(ner.model).name)
+    assert nlp.get_pipe("posattn_ner").train_precision == "fp32"
+
+
 def test_precision_set_at_load(trained, tmp_path):
     trained.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p", config={"components": {"posattn_ner": {"precision": "int8"}}})
