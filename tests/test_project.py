@@ -74,3 +74,22 @@ def test_package_installs_and_matches_model_best(project_run, tmp_path):
     assert from_package == [ents_of(best(t)) for t in texts]
     meta = json.loads((project / "training" / "posattn_ner" / "model-best" / "meta.json").read_text())
     assert "posattn_ner" in meta["pipeline"]
+
+
+def test_every_command_dep_in_the_repository_exists():
+    """A dep that names a script or config which is not there fails `spacy project run`
+    only when that command runs; catch it here for every command."""
+    import srsly
+
+    project = srsly.read_yaml(ROOT / "project.yml")
+    names = [cmd["name"] for cmd in project["commands"]]
+    for cmd in project["commands"]:
+        for dep in cmd.get("deps", []):
+            if dep.startswith(("scripts/", "configs/")) and "${" not in dep:
+                assert (ROOT / dep).exists(), f"command {cmd['name']!r}: dep {dep!r} does not exist"
+        for step in cmd.get("script", []):
+            for word in step.split():
+                if word.startswith("scripts/") and word.endswith(".py"):
+                    assert (ROOT / word).exists(), f"command {cmd['name']!r}: script {word!r} does not exist"
+    for workflow, steps in project["workflows"].items():
+        assert set(steps) <= set(names), f"workflow {workflow!r} names unknown commands"
