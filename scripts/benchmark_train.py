@@ -245,13 +245,41 @@ def run_child(cmd: List[str], log_path: Path) -> Dict[str, Any]:
 
 
 # -- one system -----------------------------------------------------------------
+SCALED_SCHEDULES = ("warmup_linear.v1",)
+
+
+def scale_schedule(config, fraction: float) -> Optional[Dict[str, Any]]:
+    """Scale a step-based learning-rate schedule (warm-up and total steps) by ``fraction``.
+
+    Configs size their schedules for the full training split; on a subset the same
+    step counts would keep a system in warm-up for most of its epochs (trf's 660
+    warm-up steps are ~9 epochs of 3,000 sentences). Every system with such a
+    schedule gets the same scaling; a constant rate (the CNN's) is left alone.
+    Returns {"from": ..., "to": ...} or None when nothing was scaled.
+    """
+    rate = config["training"]["optimizer"].get("learn_rate")
+    if not isinstance(rate, dict) or rate.get("@schedules") not in SCALED_SCHEDULES:
+        return None
+    before = {key: int(rate[key]) for key in ("warmup_steps", "total_steps")}
+    after = {key: max(1, int(round(value * fraction))) for key, value in before.items()}
+    rate.update(after)
+    return {"from": before, "to": after}
+
+
 def prepare_config(
-    system: str, src: Path, dest: Path, jsonl_path: Path, backbone_dir: Optional[Path]
-) -> None:
-    """Copy ``src`` to ``dest`` with the JSONL logger (and, for trf, the local backbone)."""
+    system: str,
+    src: Path,
+    dest: Path,
+    jsonl_path: Path,
+    backbone_dir: Optional[Path],
+    schedule_fraction: Optional[float] = None,
+) -> Optional[Dict[str, Any]]:
+    """Copy ``src`` to ``dest`` with the JSONL logger (and, for trf, the local backbone);
+    scale its schedule to ``schedule_fraction`` of the full split (returns what changed)."""
     from spacy.util import load_config
 
     config = load_config(src, interpolate=False)
+    scaled = scale_schedule(config, schedule_fraction) if schedule_fraction else None
     config["training"]["logger"] = {
         "@loggers": LOGGER_NAME,
         "path": str(jsonl_path),
@@ -266,6 +294,7 @@ def prepare_config(
         config["components"]["transformer"]["model"]["name"] = str(backbone_dir)
     dest.parent.mkdir(parents=True, exist_ok=True)
     config.to_disk(dest)
+    return scaled
 
 
 def summarize(
@@ -323,6 +352,7 @@ def run_system(
     backbone_dir: Optional[Path],
     logger_code: Path,
     train_words: int,
+    schedule_fraction: Optional[float] = None,
 ) -> Dict[str, Any]:
     sys_dir = out_dir / system
     sys_dir.mkdir(parents=True, exist_ok=True)
@@ -330,7 +360,7 @@ def run_system(
     if jsonl_path.exists():
         jsonl_path.unlink()
     run_config = sys_dir / "train.cfg"
-    prepare_config(system, config_path, run_config, jsonl_path, backbone_dir)
+    scaled = prepare_config(system, config_path, run_config, jsonl_path, backbone_dir, schedule_fraction)
 
     cmd = [
         sys.executable, "-m", "spacy", "train", str(run_config),
@@ -363,6 +393,7 @@ def run_system(
         "max_epochs_override": max_epochs,
         "max_steps_override": max_steps,
         "eval_frequency_override": eval_frequency,
+        "schedule_scaled": scaled,
     }
     train_run = run_child(cmd, sys_dir / "train.log")
     result["returncode"] = train_run["returncode"]
@@ -467,6 +498,17 @@ def render_section(report: Dict[str, Any]) -> str:
             f"| {'n/a' if rss is None else f'{rss:,.0f}'} |"
         )
     out.append("")
+    scaled = {system: res["schedule_scaled"] for system, res in results.items() if res.get("schedule_scaled")}
+    if scaled:
+        parts = [
+            f"{system} warm-up {s['from']['warmup_steps']:,} → {s['to']['warmup_steps']:,}, "
+            f"total {s['from']['total_steps']:,} → {s['to']['total_steps']:,} steps"
+            for system, s in scaled.items()
+        ]
+        out.append(
+            f"Learning-rate schedules scaled to the subset (× {settings['schedule_fraction']:.4f}, "
+            f"its share of the training split): {'; '.join(parts)}. Constant rates are unchanged.\n"
+        )
 
     def line(text: str, value: Optional[float], fmt: str) -> None:
         out.append(f"- {text}: " + ("n/a (system not run or failed)" if value is None else fmt.format(value)))
@@ -531,6 +573,11 @@ def main(
     backbone_dir: Optional[Path] = typer.Option(
         None, "--backbone-dir", help="Local model directory for trf (default: the embedded all-MiniLM-L6-v2)"
     ),
+    scale_schedules: bool = typer.Option(
+        True,
+        "--scale-schedules/--full-schedules",
+        help="With --limit, scale step-based warm-up/decay schedules to the subset (limit / full split)",
+    ),
 ) -> None:
     """Train ours, cnn and trf on the same split and machine; write the cost table."""
     command = "python " + " ".join(shlex.quote(arg) for arg in sys.argv)
@@ -561,6 +608,7 @@ def main(
     machine = machine_info(gpu_id)
     n_train_all, n_train, train_words = corpus_stats(train_path, limit)
     n_dev_all, n_dev, _ = corpus_stats(dev_path, eval_limit)
+    schedule_fraction = n_train / n_train_all if scale_schedules and n_train < n_train_all else None
     output_dir.mkdir(parents=True, exist_ok=True)
     test_eval_path = test_path
     n_test_all, n_test, _ = corpus_stats(test_path, eval_limit)
@@ -590,6 +638,7 @@ def main(
             backbone_dir if name == "trf" else None,
             logger_code,
             train_words,
+            schedule_fraction,
         )
 
     if hasattr(os, "getloadavg"):
@@ -611,6 +660,7 @@ def main(
             "test_sentences": n_test,
             "gpu_id": gpu_id,
             "backbone_dir": str(backbone_dir) if backbone_dir else None,
+            "schedule_fraction": schedule_fraction,
             "output_dir": str(output_dir),
         },
         "systems": results,

@@ -184,3 +184,26 @@ def test_benchmark_markdown_section(tmp_path):
     assert bench.parse_per_system("ours=8,trf=3", "--max-epochs", ["ours", "trf"]) == {"ours": 8, "trf": 3}
     assert bench.parse_per_system("5", "--max-epochs", ["ours", "cnn"]) == {"ours": 5, "cnn": 5}
     assert bench.parse_per_system("", "--max-epochs", ["cnn"]) == {"cnn": None}
+
+
+def test_benchmark_scales_step_schedules_to_the_subset(tmp_path):
+    """On a subset, warm-up/total steps shrink with it for every system that has them."""
+    from spacy.util import load_config
+
+    bench = load_benchmark_script()
+    ours, cnn, trf = (tmp_path / f"{name}.cfg" for name in ("ours", "cnn", "trf"))
+    assert bench.prepare_config("ours", REPO_ROOT / "configs/posattn_ner.cfg", ours, tmp_path / "o.jsonl", None, 0.1)
+    original = load_config(REPO_ROOT / "configs/posattn_ner.cfg", interpolate=False)
+    rate = load_config(ours, interpolate=False)["training"]["optimizer"]["learn_rate"]
+    before = original["training"]["optimizer"]["learn_rate"]
+    assert rate["warmup_steps"] == round(before["warmup_steps"] * 0.1)
+    assert rate["total_steps"] == round(before["total_steps"] * 0.1)
+    # the CNN's constant rate is left alone
+    assert bench.prepare_config("cnn", REPO_ROOT / "configs/cnn_ner.cfg", cnn, tmp_path / "c.jsonl", None, 0.1) is None
+    assert load_config(cnn, interpolate=False)["training"]["optimizer"]["learn_rate"] == load_config(
+        REPO_ROOT / "configs/cnn_ner.cfg", interpolate=False
+    )["training"]["optimizer"]["learn_rate"]
+    scaled = bench.prepare_config("trf", REPO_ROOT / "configs/trf_ner.cfg", trf, tmp_path / "t.jsonl", tmp_path, 0.5)
+    assert scaled["to"]["warmup_steps"] * 2 == pytest.approx(scaled["from"]["warmup_steps"], abs=1)
+    # the full split: nothing scaled
+    assert bench.prepare_config("ours", REPO_ROOT / "configs/posattn_ner.cfg", ours, tmp_path / "o.jsonl", None) is None
