@@ -19,8 +19,8 @@ from .backbone import FrozenBackbone, LayerRunner, TokenPooler
 from .batching import length_chunks
 from .layers.exits import MultiExitHead, confidence
 
-# (B, T) global token indices, last layer → (B, layers, T, width) float16 features
-Gather = Callable[[torch.Tensor, int], torch.Tensor]
+# (docs of a chunk, their (B, T) global token indices, last layer) → (B, layers, T, width) features
+Gather = Callable[[numpy.ndarray, torch.Tensor, int], torch.Tensor]
 
 
 class _Exits:
@@ -62,7 +62,7 @@ class _Exits:
             mask = numpy.arange(T)[None, :] < lengths[:, None]
             index = torch.from_numpy(numpy.where(mask, self.offsets[chunk][:, None] + numpy.arange(T)[None, :], 0))
             mask_t = torch.from_numpy(mask)
-            hidden = gather(index, upto).to(self.device)
+            hidden = gather(chunk, index, upto).to(self.device)
             with torch.inference_mode(), torch.autocast(
                 self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
             ):
@@ -103,10 +103,14 @@ def predict_from_features(
     exits = _Exits(heads, lex, lengths, threshold, precision)
     active = [i for i, n in enumerate(lengths) if n > 0]
     if active:
-        store = torch.from_numpy(numpy.concatenate([numpy.asarray(feats[i]) for i in active], axis=1))
+        width = feats[active[0]].shape[2]
 
-        def gather(index: torch.Tensor, upto: int) -> torch.Tensor:
-            return store[: upto + 1, index].permute(1, 0, 2, 3)
+        def gather(chunk: numpy.ndarray, index: torch.Tensor, upto: int) -> torch.Tensor:
+            # copied per chunk: no concatenation of a whole batch's features
+            out = numpy.zeros((len(chunk), upto + 1, index.shape[1], width), dtype=numpy.float16)
+            for row, i in enumerate(chunk.tolist()):
+                out[row, :, : feats[i].shape[1]] = feats[i][: upto + 1]
+            return torch.from_numpy(out)
 
         for j in _exits_to_try(heads, threshold):
             active = exits.apply(j, active, gather)
@@ -142,7 +146,7 @@ def predict_layerwise(
                 pooler.add(runner, runner.next_layer(), layer)
         if layer not in exit_index:
             continue
-        active = exits.apply(exit_index[layer], active, pooler.gather)
+        active = exits.apply(exit_index[layer], active, lambda chunk, index, upto: pooler.gather(index, upto))
         if not active:
             break
         going_on = set(active)
