@@ -84,8 +84,8 @@ def make_posattn_ner(
         hardware has it natively, else int8 on CPU).
     train_precision (str): the backbone's precision for the features training uses
         (and the cached dev features scored during training): "fp32" or "bf16"
-        (about twice as fast on CPUs with native bf16; see BENCHMARKS.md for its
-        effect on F1). The head always trains in fp32.
+        (faster on CPUs with native bf16; its effect on F1 is not
+        measured yet, so fp32 is the default). The head always trains in fp32.
     """
     return PosAttnNER(
         nlp.vocab,
