@@ -34,7 +34,15 @@ SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
-TRAIN_PRECISIONS = ("fp32", "bf16")  # features the head trains on: no quantization
+TRAIN_PRECISIONS = ("fp32", "bf16", "auto")  # features the head trains on: no quantization
+
+
+def resolve_train_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 where the hardware computes it natively, else fp32 (never int8)."""
+    if precision not in TRAIN_PRECISIONS:
+        raise ValueError(f"train_precision {precision!r} is not one of {', '.join(TRAIN_PRECISIONS)}")
+    resolved = resolve_precision(precision, device)
+    return resolved if resolved in ("fp32", "bf16") else "fp32"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -237,12 +245,16 @@ class FrozenBackbone:
         return self._fingerprint
 
     @property
+    def resolved_train_precision(self) -> str:
+        return resolve_train_precision(self.train_precision, next(self.model.parameters()).device)
+
+    @property
     def train_key(self) -> str:
         """The cache's fingerprint for training features: weights, windows and precision."""
-        return f"{self.fingerprint}:{self.train_precision}"
+        return f"{self.fingerprint}:{self.resolved_train_precision}"
 
     def train_features(self, docs: Sequence[Doc]) -> List[numpy.ndarray]:
-        return self.features(docs, precision=self.train_precision)
+        return self.features(docs, precision=self.resolved_train_precision)
 
     # -- serialization ---------------------------------------------------------
     def to_bytes(self) -> bytes:

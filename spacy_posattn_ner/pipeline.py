@@ -83,9 +83,9 @@ def make_posattn_ner(
         (dynamic quantization of its linear layers, CPU) or "auto" (bf16 where the
         hardware has it natively, else int8 on CPU).
     train_precision (str): the backbone's precision for the features training uses
-        (and the cached dev features scored during training): "fp32" or "bf16"
-        (faster on CPUs with native bf16; its effect on F1 is not
-        measured yet, so fp32 is the default). The head always trains in fp32.
+        (and the cached dev features scored during training): "fp32", "bf16" or
+        "auto" (bf16 where the hardware has it natively, else fp32). The head always
+        trains in fp32.
     """
     return PosAttnNER(
         nlp.vocab,

@@ -75,8 +75,14 @@ def test_train_precision_sets_the_training_features_and_their_cache_key(trained)
         assert not numpy.array_equal(via_model[0], backbone.features([doc], precision="fp32")[0])
     finally:
         ner.train_precision = "fp32"
-    with pytest.raises(ValueError, match="train_precision 'int8' is not one of fp32, bf16"):
+    with pytest.raises(ValueError, match="train_precision 'int8' is not one of fp32, bf16, auto"):
         ner.train_precision = "int8"
+    ner.train_precision = "auto"  # never int8: bf16 where native, else fp32
+    try:
+        assert backbone.resolved_train_precision == resolve_precision("auto", torch.device("cpu")).replace("int8", "fp32")
+        assert backbone.train_key.endswith(":" + backbone.resolved_train_precision)
+    finally:
+        ner.train_precision = "fp32"
     nlp = make_nlp(get_backbone(ner.model).name)
     assert nlp.get_pipe("posattn_ner").train_precision == "fp32"
 
