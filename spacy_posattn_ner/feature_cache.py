@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy
-from spacy.attrs import IDX, LENGTH, ORTH, SPACY
+from spacy.attrs import IDX, LENGTH, SPACY
 from spacy.tokens import Doc
+
+from .backbone import token_texts
 
 
 SLAB_ITEMS = 32 * 2**20  # float16 values per RAM slab (64 MiB)
@@ -34,8 +36,7 @@ def doc_key(doc: Doc, fingerprint: str) -> str:
     per token, a visible cost when every training step looks up every doc).
     """
     h = hashlib.sha1(fingerprint.encode("utf8"))
-    strings = doc.vocab.strings
-    h.update("".join([strings[orth] for orth in doc.to_array(ORTH).tolist()]).encode("utf8"))
+    h.update("".join(token_texts(doc)).encode("utf8"))
     h.update(numpy.ascontiguousarray(doc.to_array([IDX, LENGTH, SPACY]), dtype="int64").tobytes())
     return h.hexdigest()
 
