@@ -37,6 +37,7 @@ setup(
         "spacy_architectures": [
             "spacy-posattn-ner.PosAttnTagger.v1 = spacy_posattn_ner.architectures:build_posattn_tagger",
             "spacy-posattn-ner.PosAttnTagger.v2 = spacy_posattn_ner.architectures:build_posattn_exit_tagger",
+            "spacy-posattn-ner.PosAttnTagger.v3 = spacy_posattn_ner.architectures:build_posattn_exit_tagger_v3",
             "spacy-posattn-ner.FrozenBackbone.v1 = spacy_posattn_ner.architectures:build_frozen_backbone",
         ],
         "spacy_loggers": [

@@ -137,7 +137,7 @@ def plot(report: Dict[str, Any], path: Path) -> None:
 # -- CLI --------------------------------------------------------------------------
 @app.command()
 def main(
-    model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Saved pipeline (PosAttnTagger.v2)"),
+    model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Saved pipeline (PosAttnTagger.v2 or .v3)"),
     test_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Test .spacy file"),
     thresholds: Optional[str] = typer.Option(
         None, "--thresholds", help="Comma-separated thresholds (0, 1 and the calibrated one are always added)"

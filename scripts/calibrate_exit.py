@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Calibrate the early-exit threshold of a posattn_ner pipeline on dev data.
 
-The pipeline must use ``spacy-posattn-ner.PosAttnTagger.v2`` (exit heads). For
+The pipeline must use ``spacy-posattn-ner.PosAttnTagger.v2`` or ``.v3`` (exit heads). For
 threshold 1.0 (never exit: the reference F1) and every threshold of a grid, the dev
 set is run once through ``Language.evaluate`` on the real layer-by-layer path
 (``cache_in_predict`` off, as in any loaded pipeline), which gives entity F1 and
@@ -81,7 +81,7 @@ def load_exit_pipeline(model_dir: Path, n_threads: int = 0):
     if COMPONENT not in nlp.pipe_names:
         raise NoExitLayersError(
             f"{model_dir}: no '{COMPONENT}' component (pipeline: {', '.join(nlp.pipe_names) or 'empty'}); "
-            "early exit needs a posattn_ner trained with spacy-posattn-ner.PosAttnTagger.v2"
+            "early exit needs a posattn_ner trained with spacy-posattn-ner.PosAttnTagger.v2 or .v3"
         )
     pipe = nlp.get_pipe(COMPONENT)
     exit_layers = pipe.exit_layers
@@ -89,7 +89,7 @@ def load_exit_pipeline(model_dir: Path, n_threads: int = 0):
         arch = nlp.config["components"][COMPONENT]["model"].get("@architectures", "?")
         raise NoExitLayersError(
             f"{model_dir}: the '{COMPONENT}' component has no exit layers (architecture {arch}); "
-            "early exit needs a model trained with spacy-posattn-ner.PosAttnTagger.v2"
+            "early exit needs a model trained with spacy-posattn-ner.PosAttnTagger.v2 or .v3"
         )
     pipe.cache_in_predict = False  # the real layer-by-layer path: no feature cache
     return nlp, pipe, list(exit_layers)
@@ -248,7 +248,7 @@ def command_line(script: str, args: Sequence[Any], options: Sequence[Tuple[str, 
 # -- CLI --------------------------------------------------------------------------
 @app.command()
 def main(
-    model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Saved pipeline (PosAttnTagger.v2)"),
+    model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Saved pipeline (PosAttnTagger.v2 or .v3)"),
     dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Dev .spacy file"),
     max_loss: float = typer.Option(0.5, "--max-loss", min=0.0, help="Largest F1 loss vs never-exit, in F1 points"),
     thresholds: Optional[str] = typer.Option(

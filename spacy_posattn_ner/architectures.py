@@ -2,7 +2,7 @@
 
 A published ``v1`` never changes; a changed architecture is added beside it as ``v2``.
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import torch
@@ -133,6 +133,47 @@ def build_posattn_exit_tagger(
     return model
 
 
+@registry.architectures("spacy-posattn-ner.PosAttnTagger.v3")
+def build_posattn_exit_tagger_v3(
+    backbone: Model[List[Doc], List[numpy.ndarray]],
+    exit_layers: Optional[List[int]] = None,
+    width: Union[int, List[int]] = 256,
+    depth: Union[int, List[int]] = 2,
+    n_heads: int = 4,
+    max_distance: int = 16,
+    lexical_rows: Sequence[int] = (5000, 1000, 2500, 500),
+    lexical_width: int = 64,
+    dropout: float = 0.1,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], PaddedScores]:
+    """PosAttnTagger.v2 with a head size per exit: ``width`` and ``depth`` are a
+    number for every exit or a list with one entry per exit layer. Most docs leave
+    at the first exit, so its head sets the inference cost; the last can stay large.
+    """
+    model = build_posattn_exit_tagger(
+        backbone, exit_layers, 256, 2, n_heads, max_distance, lexical_rows, lexical_width, dropout, nO
+    )
+    model.attrs["head_config"]["width"] = list(width) if isinstance(width, (list, tuple)) else width
+    model.attrs["head_config"]["depth"] = list(depth) if isinstance(depth, (list, tuple)) else depth
+    return model
+
+
+def _per_exit(cfg: Dict[str, Any], exit_layers: List[int]) -> List[Dict[str, int]]:
+    """Each exit's width and depth from a v3 config (a number, or one per exit)."""
+    values = {}
+    for key in ("width", "depth"):
+        value = cfg[key]
+        if isinstance(value, int):
+            value = [value] * len(exit_layers)
+        if len(value) != len(exit_layers):
+            raise ValueError(
+                f"PosAttnTagger: {key} {value} has {len(value)} entries for {len(exit_layers)} exit layers "
+                f"{exit_layers}: give one number, or one per exit layer"
+            )
+        values[key] = [int(v) for v in value]
+    return [{"width": w, "depth": d} for w, d in zip(values["width"], values["depth"])]
+
+
 def resolve_exit_layers(model: Model, n_layers: int) -> Optional[List[int]]:
     """The exit layers of a v2 model (None for v1), checked against the backbone."""
     cfg = model.attrs["head_config"]
@@ -168,8 +209,6 @@ def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
     kwargs = dict(
         hidden_width=hidden_width,
         n_tags=model.get_dim("nO"),
-        width=cfg["width"],
-        depth=cfg["depth"],
         n_heads=cfg["n_heads"],
         max_distance=cfg["max_distance"],
         lexical_rows=cfg["lexical_rows"],
@@ -178,9 +217,9 @@ def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
     )
     exit_layers = resolve_exit_layers(model, n_layers)
     if exit_layers is None:
-        head: torch.nn.Module = PosAttnHead(n_layers=n_layers, **kwargs)
+        head: torch.nn.Module = PosAttnHead(n_layers=n_layers, width=cfg["width"], depth=cfg["depth"], **kwargs)
     else:
-        head = MultiExitHead(exit_layers, **kwargs)
+        head = MultiExitHead(exit_layers, _per_exit(cfg, exit_layers), **kwargs)
     model._layers.append(PyTorchWrapper_v2(head, convert_inputs=_pad_inputs))
 
 

@@ -15,7 +15,7 @@ import numpy
 import torch
 from spacy.tokens import Doc
 
-from .backbone import FrozenBackbone, LayerRunner, TokenPooler
+from .backbone import FrozenBackbone, LayerRunner, TokenPooler, resolve_precision
 from .batching import length_chunks
 from .layers.exits import MultiExitHead, confidence
 
@@ -131,7 +131,9 @@ def predict_layerwise(
     for empty docs), and the number of encoder layer calls (batches x layers run).
     """
     lengths = [len(doc) for doc in docs]
-    exits = _Exits(heads, lex, lengths, threshold, backbone.precision)
+    # the heads follow the backbone: bf16 autocast where "auto" (or "bf16") means bf16
+    precision = resolve_precision(backbone.precision, next(backbone.model.parameters()).device)
+    exits = _Exits(heads, lex, lengths, threshold, precision)
     active = [i for i, n in enumerate(lengths) if n > 0]
     if not active:
         return exits.log_probs, exits.exit_layer, 0

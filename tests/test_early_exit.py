@@ -136,3 +136,61 @@ def test_long_doc_exits_as_one_unit(exit_nlp):
     words = ("Iran 's President spoke in London on Tuesday . " * 60).split()
     doc = exit_nlp(Doc(exit_nlp.vocab, words=words))
     assert doc._.exit_layer == 2 and all(t.ent_iob_ in ("O", "B", "I") for t in doc)
+
+
+def v3_config(backbone: str, width, depth, exit_layers=None):
+    config = exit_config(backbone, exit_layers=exit_layers)
+    config["model"].update({"@architectures": "spacy-posattn-ner.PosAttnTagger.v3", "width": width, "depth": depth})
+    return config
+
+
+def test_v3_sizes_each_exit_head_and_round_trips(tiny_backbone, tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=v3_config(tiny_backbone, width=[16, 32], depth=[1, 2]))
+    train(nlp, toy_examples(nlp), n_iter=60)
+    ner = nlp.get_pipe("posattn_ner")
+    ner.cache_in_predict = False
+    heads = get_head(ner.model).heads
+    assert [h.tagger.in_features for h in heads] == [16, 32]
+    assert [len(h.blocks) for h in heads] == [1, 2]
+    gold = [ents_of(eg.reference) for eg in toy_examples(nlp)]
+    for threshold, layer in ((0.0, 1), (1.0, 2)):  # the small first head learns too
+        ner.exit_threshold = threshold
+        docs = list(nlp.pipe(eg.reference.text for eg in toy_examples(nlp)))
+        assert [ents_of(d) for d in docs] == gold and {d._.exit_layer for d in docs} == {layer}
+    ner.exit_threshold = 0.0
+    nlp.to_disk(tmp_path / "v3")
+    loaded = spacy.load(tmp_path / "v3")
+    assert [len(h.blocks) for h in get_head(loaded.get_pipe("posattn_ner").model).heads] == [1, 2]
+    assert [ents_of(d) for d in loaded.pipe(TEXTS)] == [ents_of(d) for d in nlp.pipe(TEXTS)]
+
+
+def test_v3_rejects_a_size_list_that_does_not_match_the_exits(tiny_backbone):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=v3_config(tiny_backbone, width=[16, 32, 32], depth=1, exit_layers=[1, 2]))
+    with pytest.raises(ValueError, match=r"width \[16, 32, 32\] has 3 entries for 2 exit layers \[1, 2\]"):
+        nlp.initialize(lambda: toy_examples(nlp))
+
+
+def test_exit_heads_run_at_the_backbones_resolved_precision(exit_nlp, monkeypatch):
+    """'auto' must mean the same for the exit heads as for the backbone (it once
+    left the heads in fp32 while the backbone ran in bf16)."""
+    import torch
+
+    from spacy_posattn_ner import early_exit
+    from spacy_posattn_ner.backbone import resolve_precision
+
+    seen = []
+    original = early_exit._Exits.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.precision)
+
+    monkeypatch.setattr(early_exit._Exits, "__init__", spy)
+    ner = exit_nlp.get_pipe("posattn_ner")
+    for precision in ("auto", "fp32", "bf16"):
+        ner.precision = precision
+        exit_nlp(TEXTS[0])
+    ner.precision = "fp32"
+    assert seen == [resolve_precision("auto", torch.device("cpu")), "fp32", "bf16"]

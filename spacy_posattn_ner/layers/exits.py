@@ -4,7 +4,7 @@ Each exit has a head of its own over the layers seen so far (FastNER; Li et al.
 2021): a doc whose prediction at an early exit is already confident leaves there,
 and the backbone's deeper layers never run for it.
 """
-from typing import Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -13,12 +13,23 @@ from .head import PosAttnHead
 
 
 class MultiExitHead(nn.Module):
-    """``heads[j]`` reads backbone hidden states ``0..exit_layers[j]``."""
+    """``heads[j]`` reads backbone hidden states ``0..exit_layers[j]``.
 
-    def __init__(self, exit_layers: Sequence[int], **head_kwargs):
+    ``per_exit[j]`` overrides ``head_kwargs`` for exit j (e.g. its ``width`` and
+    ``depth``): the first exit, which most docs leave at, can be the cheapest.
+    """
+
+    def __init__(
+        self, exit_layers: Sequence[int], per_exit: Optional[Sequence[Dict[str, Any]]] = None, **head_kwargs
+    ):
         super().__init__()
         self.exit_layers = list(exit_layers)
-        self.heads = nn.ModuleList(PosAttnHead(n_layers=k + 1, **head_kwargs) for k in self.exit_layers)
+        per_exit = list(per_exit) if per_exit is not None else [{}] * len(self.exit_layers)
+        if len(per_exit) != len(self.exit_layers):
+            raise ValueError(f"per_exit has {len(per_exit)} entries for {len(self.exit_layers)} exits")
+        self.heads = nn.ModuleList(
+            PosAttnHead(n_layers=k + 1, **{**head_kwargs, **own}) for k, own in zip(self.exit_layers, per_exit)
+        )
 
     def forward(self, hidden: torch.Tensor, lex_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Training: every exit's scores, ``(n_exits, B, T, n_tags)``."""
