@@ -20,7 +20,7 @@ from .early_exit import predict_from_features, predict_layerwise
 from .feature_cache import FeatureCache
 from .gold import gold_tag_ids
 from .layers.lexical import lexical_ids_many
-from .layers.decoding import PREFIXES, make_tags, transition_masks, viterbi
+from .layers.decoding import PREFIXES, best_paths, make_tags, transition_masks
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -301,7 +301,7 @@ class PosAttnNER(TrainablePipe):
             self._decoding = (allowed, start, end)
         lengths_t = torch.as_tensor(lengths)
         with torch.inference_mode():
-            path = viterbi(log_probs, lengths_t, *self._decoding).numpy()
+            path = best_paths(log_probs, lengths_t, *self._decoding).numpy()
         return [path[i, :n] for i, n in enumerate(lengths.tolist())]
 
     def set_annotations(self, docs: Iterable[Doc], predictions: Tuple[List[numpy.ndarray], numpy.ndarray]) -> None:
