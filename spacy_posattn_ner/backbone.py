@@ -482,8 +482,10 @@ class TokenPooler:
         n = len(self.sums) if upto is None else upto + 1
         return (torch.stack([self._layer(k) for k in range(n)]) * self.scale[None, :, None]).to(torch.float16)
 
-    def gather(self, index: torch.Tensor, upto: int) -> torch.Tensor:
-        """float16 ``(B, upto + 1, T, width)`` for a (B, T) matrix of global token indices."""
-        scale = self.scale[index][:, None, :, None]
-        layers = torch.stack([self._layer(k)[index] for k in range(upto + 1)], dim=1)
-        return (layers * scale).to(torch.float16)
+    def gather_mixed(self, index: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+        """float32 ``(B, T, width)``: layers ``0..len(weights)-1`` at a (B, T) matrix of
+        global token indices, summed with ``weights`` (a head's scalar mix)."""
+        mixed = self._layer(0)[index] * float(weights[0])
+        for k in range(1, len(weights)):
+            mixed.add_(self._layer(k)[index], alpha=float(weights[k]))
+        return mixed.mul_(self.scale[index][..., None])

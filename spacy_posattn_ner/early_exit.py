@@ -19,8 +19,9 @@ from .backbone import FrozenBackbone, LayerRunner, TokenPooler, resolve_precisio
 from .batching import length_chunks
 from .layers.exits import MultiExitHead, confidence
 
-# (docs of a chunk, their (B, T) global token indices, last layer) → (B, layers, T, width) features
-Gather = Callable[[numpy.ndarray, torch.Tensor, int], torch.Tensor]
+# (docs of a chunk, their (B, T) global token indices, per-layer mix weights of
+# layers 0..len-1) → (B, T, width) mixed features
+Gather = Callable[[numpy.ndarray, torch.Tensor, List[float]], torch.Tensor]
 
 
 class _Exits:
@@ -56,6 +57,9 @@ class _Exits:
         """Run exit j on ``active`` docs; return those that go on, in doc order."""
         last = j == len(self.heads.exit_layers) - 1
         upto = self.heads.exit_layers[j]
+        head = self.heads.heads[j]
+        with torch.inference_mode():
+            weights = head.mix.weights().float().cpu().tolist()  # len == upto + 1
         remaining: List[int] = []
         for chunk in self.chunks(active):
             lengths = self.lengths[chunk]
@@ -63,11 +67,11 @@ class _Exits:
             mask = numpy.arange(T)[None, :] < lengths[:, None]
             index = torch.from_numpy(numpy.where(mask, self.offsets[chunk][:, None] + numpy.arange(T)[None, :], 0))
             mask_t = torch.from_numpy(mask)
-            hidden = gather(chunk, index, upto).to(self.device)
+            mixed = gather(chunk, index, weights).to(self.device)
             with torch.inference_mode(), torch.autocast(
                 self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
             ):
-                scores = self.heads.heads[j](hidden, self.lex[index].to(self.device), mask_t.to(self.device))
+                scores = head.from_mixed(mixed, self.lex[index].to(self.device), mask_t.to(self.device))
                 log_probs = torch.log_softmax(scores.float(), dim=-1).cpu()
             done = numpy.ones(len(chunk), dtype=bool) if last else (confidence(log_probs, mask_t) >= self.threshold).numpy()
             rows = torch.from_numpy(chunk[done])
@@ -104,12 +108,14 @@ def predict_from_features(
     if active:
         width = feats[active[0]].shape[2]
 
-        def gather(chunk: numpy.ndarray, index: torch.Tensor, upto: int) -> torch.Tensor:
+        def gather(chunk: numpy.ndarray, index: torch.Tensor, weights: List[float]) -> torch.Tensor:
             # copied per chunk: no concatenation of a whole batch's features
-            out = numpy.zeros((len(chunk), upto + 1, index.shape[1], width), dtype=numpy.float16)
+            n = len(weights)
+            out = numpy.zeros((len(chunk), n, index.shape[1], width), dtype=numpy.float16)
             for row, i in enumerate(chunk.tolist()):
-                out[row, :, : feats[i].shape[1]] = feats[i][: upto + 1]
-            return torch.from_numpy(out)
+                out[row, :, : feats[i].shape[1]] = feats[i][:n]
+            w = torch.tensor(weights, dtype=torch.float32)[None, :, None, None]
+            return (torch.from_numpy(out).float() * w).sum(dim=1)
 
         for j in _exits_to_try(heads, threshold):
             active = exits.apply(j, active, gather)
@@ -147,7 +153,7 @@ def predict_layerwise(
                 pooler.add(runner, runner.next_layer(), layer)
         if layer not in exit_index:
             continue
-        active = exits.apply(exit_index[layer], active, lambda chunk, index, upto: pooler.gather(index, upto))
+        active = exits.apply(exit_index[layer], active, lambda chunk, index, weights: pooler.gather_mixed(index, weights))
         if not active:
             break
         going_on = set(active)

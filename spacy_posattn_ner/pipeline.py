@@ -57,6 +57,7 @@ if not Doc.has_extension("exit_layer"):
         "exit_threshold": 1.0,
         "precision": "auto",
         "train_precision": "fp32",
+        "exit_distill": 0.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -70,6 +71,7 @@ def make_posattn_ner(
     exit_threshold: float,
     precision: str,
     train_precision: str,
+    exit_distill: float,
     scorer: Optional[Callable],
 ) -> "PosAttnNER":
     """Create a posattn_ner component.
@@ -86,6 +88,9 @@ def make_posattn_ner(
         (and the cached dev features scored during training): "fp32", "bf16" or
         "auto" (bf16 where the hardware has it natively, else fp32). The head always
         trains in fp32.
+    exit_distill (float): with an early-exit model, the weight of the last exit's
+        predicted distribution (self-distillation) in the targets of the earlier
+        exits; the rest is the gold tag. 0.0 trains every exit on gold tags only.
     """
     return PosAttnNER(
         nlp.vocab,
@@ -96,6 +101,7 @@ def make_posattn_ner(
         exit_threshold=exit_threshold,
         precision=precision,
         train_precision=train_precision,
+        exit_distill=exit_distill,
         scorer=scorer,
     )
 
@@ -119,6 +125,7 @@ class PosAttnNER(TrainablePipe):
         exit_threshold: float = 1.0,
         precision: str = "auto",
         train_precision: str = "fp32",
+        exit_distill: float = 0.0,
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
@@ -130,6 +137,7 @@ class PosAttnNER(TrainablePipe):
         self.exit_threshold = exit_threshold
         self.precision = precision
         self.train_precision = train_precision
+        self.exit_distill = exit_distill
         self._decoding: Optional[Tuple[torch.Tensor, ...]] = None
 
     # -- labels ----------------------------------------------------------------
@@ -170,6 +178,17 @@ class PosAttnNER(TrainablePipe):
         if not value >= 0.0:
             raise ValueError(f"posattn_ner: exit_threshold must be a number >= 0, got {value!r}")
         self._exit_threshold = value
+
+    @property
+    def exit_distill(self) -> float:
+        return self._exit_distill
+
+    @exit_distill.setter
+    def exit_distill(self, value: float) -> None:
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"posattn_ner: exit_distill must be a number in [0, 1], got {value!r}")
+        self._exit_distill = value
 
     @property
     def precision(self) -> str:
@@ -376,7 +395,14 @@ class PosAttnNER(TrainablePipe):
 
     def get_loss(self, examples: Iterable[Example], scores: PaddedScores) -> Tuple[float, numpy.ndarray]:
         """Token-level softmax cross-entropy against the aligned gold BILUO tags,
-        averaged over the tokens whose gold tag is known."""
+        averaged over the tokens whose gold tag is known.
+
+        With early exits, every exit counts equally (the mean over exits of each
+        exit's token mean). With ``exit_distill`` > 0, an earlier exit's target mixes
+        the gold tag with the last exit's predicted distribution, held fixed: the
+        deeper exit teaches the shallow one where the gold tag alone is a hard target
+        for the features it sees (self-distillation).
+        """
         scores_arr, lengths = scores
         xp = self.model.ops.xp
         truths = numpy.full(scores_arr.shape[-3:-1], -1, dtype="int64")  # (n_docs, T)
@@ -385,16 +411,19 @@ class PosAttnNER(TrainablePipe):
             ids = gold_tag_ids(eg, index, where=f"posattn_ner '{self.name}', example {i}: ")
             truths[i, : len(ids)] = ids
         valid = truths >= 0
-        # every exit (v2) counts equally: the mean over exits of each exit's token mean
         n_exits = scores_arr.shape[0] if scores_arr.ndim == 4 else 1
         n_valid = max(int(valid.sum()), 1) * n_exits
         probs = self.model.ops.softmax(scores_arr, axis=-1)
         target = self.model.ops.asarray(numpy.where(valid, truths, 0))
         valid_x = self.model.ops.asarray(valid)
-        onehot = xp.eye(scores_arr.shape[-1], dtype="float32")[target]
-        d_scores = (probs - onehot) * valid_x[..., None] / n_valid
-        picked = xp.take_along_axis(probs, xp.broadcast_to(target[..., None], probs.shape[:-1] + (1,)), axis=-1)[..., 0]
-        loss = float(-(xp.log(xp.clip(picked, 1e-12, 1.0)) * valid_x).sum() / n_valid)
+        targets = xp.eye(scores_arr.shape[-1], dtype="float32")[target]
+        if n_exits > 1 and self.exit_distill > 0:
+            alpha = self.exit_distill
+            soft = (1.0 - alpha) * targets + alpha * probs[-1]
+            targets = xp.concatenate([xp.broadcast_to(soft, probs[:-1].shape), targets[None]], axis=0)
+        d_scores = (probs - targets) * valid_x[..., None] / n_valid
+        log_probs = xp.log(xp.clip(probs, 1e-12, 1.0))
+        loss = float(-((targets * log_probs).sum(axis=-1) * valid_x).sum() / n_valid)
         return loss, d_scores.astype("float32")
 
     # -- serialization ---------------------------------------------------------

@@ -194,3 +194,63 @@ def test_exit_heads_run_at_the_backbones_resolved_precision(exit_nlp, monkeypatc
         exit_nlp(TEXTS[0])
     ner.precision = "fp32"
     assert seen == [resolve_precision("auto", torch.device("cpu")), "fp32", "bf16"]
+
+
+def _softmax(x):
+    e = numpy.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_exit_distill_mixes_the_last_exits_distribution_into_earlier_targets(exit_nlp, alpha):
+    ner = exit_nlp.get_pipe("posattn_ner")
+    examples = toy_examples(exit_nlp)[:3]
+    lengths = numpy.asarray([len(eg.predicted) for eg in examples])
+    T, K = int(lengths.max()), len(ner.tags)
+    rng = numpy.random.default_rng(0)
+    scores = rng.normal(size=(2, len(examples), T, K)).astype("float32")
+    saved = ner.exit_distill
+    ner.exit_distill = alpha
+    try:
+        loss, d_scores = ner.get_loss(examples, (scores, lengths))
+    finally:
+        ner.exit_distill = saved
+    index = {tag: i for i, tag in enumerate(ner.tags)}
+    gold = numpy.zeros((len(examples), T, K), dtype="float32")
+    valid = numpy.zeros((len(examples), T), dtype=bool)
+    for i, eg in enumerate(examples):
+        for t, tag in enumerate(eg.get_aligned_ner()):
+            gold[i, t, index[tag]] = 1.0
+            valid[i, t] = True
+    probs = _softmax(scores)
+    n = valid.sum() * 2
+    first_target = (1 - alpha) * gold + alpha * probs[1]
+    numpy.testing.assert_allclose(d_scores[1], (probs[1] - gold) * valid[..., None] / n, atol=1e-6)
+    numpy.testing.assert_allclose(d_scores[0], (probs[0] - first_target) * valid[..., None] / n, atol=1e-6)
+    expected = -(
+        (first_target * numpy.log(probs[0])).sum(-1)[valid].sum() + (gold * numpy.log(probs[1])).sum(-1)[valid].sum()
+    ) / n
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_exit_distill_with_equal_exits_leaves_the_first_exit_nothing_to_learn(exit_nlp):
+    ner = exit_nlp.get_pipe("posattn_ner")
+    examples = toy_examples(exit_nlp)[:2]
+    lengths = numpy.asarray([len(eg.predicted) for eg in examples])
+    one = numpy.random.default_rng(1).normal(size=(len(examples), int(lengths.max()), len(ner.tags)))
+    saved, ner.exit_distill = ner.exit_distill, 1.0
+    try:
+        _, d_scores = ner.get_loss(examples, (numpy.stack([one, one]).astype("float32"), lengths))
+    finally:
+        ner.exit_distill = saved
+    assert numpy.abs(d_scores[0]).max() < 1e-7 and numpy.abs(d_scores[1]).max() > 1e-3
+
+
+def test_exit_distill_is_checked_and_set_from_the_config(tiny_backbone):
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("posattn_ner", config={**exit_config(tiny_backbone), "exit_distill": 0.25})
+    assert ner.exit_distill == 0.25 and nlp.config["components"]["posattn_ner"]["exit_distill"] == 0.25
+    with pytest.raises(ValueError, match=r"exit_distill must be a number in \[0, 1\], got 1.5"):
+        ner.exit_distill = 1.5
+    with pytest.raises(ValueError, match="exit_distill"):
+        spacy.blank("en").add_pipe("posattn_ner", config={**exit_config(tiny_backbone), "exit_distill": -0.1})
