@@ -20,7 +20,7 @@ from .early_exit import predict_from_features, predict_layerwise
 from .feature_cache import FeatureCache
 from .gold import gold_tag_ids
 from .layers.lexical import lexical_ids_many
-from .layers.decoding import PREFIXES, best_paths, make_tags, transition_masks
+from .layers.decoding import best_paths, entity_bounds, make_tags, transition_masks
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -324,28 +324,28 @@ class PosAttnNER(TrainablePipe):
         return [path[i, :n] for i, n in enumerate(lengths.tolist())]
 
     def set_annotations(self, docs: Iterable[Doc], predictions: Tuple[List[numpy.ndarray], numpy.ndarray]) -> None:
+        docs = list(docs)
         tag_ids, exit_layer = predictions
-        labels = self.labels
-        for doc, ids, layer in zip(docs, tag_ids, exit_layer):
-            spans = self._spans(doc, ids, labels)
+        labels = [self.vocab.strings.add(label) for label in self.labels]
+        doc_of, starts, ends, label_of = entity_bounds(tag_ids)
+        bounds = numpy.searchsorted(doc_of, numpy.arange(len(docs) + 1)).tolist()
+        starts, ends, label_of = starts.tolist(), ends.tolist(), label_of.tolist()
+        for i, (doc, layer) in enumerate(zip(docs, numpy.asarray(exit_layer).tolist())):
+            lo, hi = bounds[i], bounds[i + 1]
+            spans = [Span(doc, s, e, label=labels[k]) for s, e, k in zip(starts[lo:hi], ends[lo:hi], label_of[lo:hi])]
             if doc.ents:  # preset entities win; predictions overlapping them are dropped
                 taken = numpy.zeros(len(doc), dtype=bool)
                 for ent in doc.ents:
                     taken[ent.start : ent.end] = True
                 spans = list(doc.ents) + [s for s in spans if not taken[s.start : s.end].any()]
             doc.set_ents(spans, default="outside")
-            doc._.exit_layer = int(layer) if layer >= 0 else None
+            doc._.exit_layer = layer if layer >= 0 else None
 
     @staticmethod
     def _spans(doc: Doc, ids: numpy.ndarray, labels: Sequence[str]) -> List[Span]:
-        ids = numpy.asarray(ids)
-        prefix = numpy.where(ids > 0, (ids - 1) % len(PREFIXES), -1)
-        starts = numpy.flatnonzero((prefix == 0) | (prefix == 3))
-        ends = numpy.flatnonzero((prefix == 2) | (prefix == 3))
-        return [
-            Span(doc, int(s), int(e) + 1, label=labels[(int(ids[s]) - 1) // len(PREFIXES)])
-            for s, e in zip(starts, ends)
-        ]
+        """The entities of one doc's BILUO tag ids."""
+        _, starts, ends, label_of = entity_bounds([ids])
+        return [Span(doc, s, e, label=labels[k]) for s, e, k in zip(starts.tolist(), ends.tolist(), label_of.tolist())]
 
     # -- training --------------------------------------------------------------
     def update(
