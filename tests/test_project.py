@@ -93,3 +93,15 @@ def test_every_command_dep_in_the_repository_exists():
                     assert (ROOT / word).exists(), f"command {cmd['name']!r}: script {word!r} does not exist"
     for workflow, steps in project["workflows"].items():
         assert set(steps) <= set(names), f"workflow {workflow!r} names unknown commands"
+
+
+@pytest.mark.parametrize("name", ["posattn_ner", "posattn_ner_exit", "cnn_ner", "trf_ner"])
+def test_every_shipped_config_validates_and_builds_its_pipeline(name):
+    config = spacy.util.load_config(ROOT / "configs" / f"{name}.cfg")
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    assert "ner" in nlp.pipe_names or "posattn_ner" in nlp.pipe_names
+    if name == "posattn_ner_exit":
+        ner = nlp.get_pipe("posattn_ner")
+        # trained with the first exit's dev scores (model-best); calibrate-exit sets the served one
+        assert ner.exit_threshold == 0.0 and ner.exit_distill == 0.0
+        assert config["components"]["posattn_ner"]["model"]["@architectures"] == "spacy-posattn-ner.PosAttnTagger.v3"
