@@ -341,12 +341,6 @@ class PosAttnNER(TrainablePipe):
             doc.set_ents(spans, default="outside")
             doc._.exit_layer = layer if layer >= 0 else None
 
-    @staticmethod
-    def _spans(doc: Doc, ids: numpy.ndarray, labels: Sequence[str]) -> List[Span]:
-        """The entities of one doc's BILUO tag ids."""
-        _, starts, ends, label_of = entity_bounds([ids])
-        return [Span(doc, s, e, label=labels[k]) for s, e, k in zip(starts.tolist(), ends.tolist(), label_of.tolist())]
-
     # -- training --------------------------------------------------------------
     def update(
         self,

@@ -74,9 +74,7 @@ def test_threshold_one_equals_the_no_exit_path(exit_nlp):
         heads.exit_layers, heads.heads = saved, saved_heads
     lengths = numpy.asarray([len(d) for d in fresh])
     assert layers.tolist() == [2 if n else -1 for n in lengths]
-    paths = ner._decode(log_probs, lengths)
-    for doc, ids in zip(fresh, paths):
-        doc.set_ents(ner._spans(doc, ids, ner.labels), default="outside")
+    ner.set_annotations(fresh, (ner._decode(log_probs, lengths), layers))
     assert [ents_of(d) for d in docs] == [ents_of(d) for d in fresh]
 
 
