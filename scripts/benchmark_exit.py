@@ -147,8 +147,8 @@ def main(
     batch_size: int = typer.Option(0, "--batch-size", min=0, help="nlp.pipe batch size (0 = the pipeline's)"),
     repeats: int = typer.Option(1, "--repeats", min=1, help="Timed passes per threshold (best speed kept)"),
     output_json: Path = typer.Option(Path("metrics/benchmark_exit.json"), "--output-json"),
-    plot_path: Path = typer.Option(Path("metrics/benchmark_exit.png"), "--plot"),
-    benchmarks_md: Path = typer.Option(Path("BENCHMARKS.md"), "--benchmarks-md"),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write the F1 / words/s plot here (default: none)"),
+    benchmarks_md: Optional[Path] = typer.Option(None, "--benchmarks-md", help="Write this markdown file's section (project.yml passes BENCHMARKS.md; default: none)"),
 ) -> None:
     """Test F1 and CPU words/s from never-exit to always-exit, the calibrated threshold marked."""
     import torch
@@ -200,12 +200,17 @@ def main(
     }
     output_json.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output_json, report)
-    plot(report, plot_path)
+    written = [str(output_json)]
+    if plot_path is not None:
+        plot(report, plot_path)
+        written.append(str(plot_path))
     section = render_section(report)
-    update_benchmarks_md(benchmarks_md, section)
+    if benchmarks_md is not None:
+        update_benchmarks_md(benchmarks_md, section)
+        written.append(f"the benchmark-exit section of {benchmarks_md}")
     msg.divider("benchmark-exit")
     print(section)
-    msg.good(f"Wrote {output_json}, {plot_path} and the benchmark-exit section of {benchmarks_md}")
+    msg.good("Wrote " + ", ".join(written))
 
 
 if __name__ == "__main__":

@@ -346,7 +346,7 @@ def main(
     srsly.write_json(output, report)
     msg.good(
         f"Chosen exit_threshold {fmt_threshold(chosen['threshold'])}: dev F1 {chosen['ents_f']:.4f} "
-        f"({chosen['f1_loss_points']:+.2f} points vs never-exit {reference['ents_f']:.4f}), "
+        f"({-chosen['f1_loss_points']:+.2f} points vs never-exit's {reference['ents_f']:.4f}), "
         f"{chosen['words_per_second']:,.0f} words/s "
         + (f"({chosen['speedup_vs_never_exit']:.2f}x never-exit)" if chosen["speedup_vs_never_exit"] else "")
         + (f"; written to {target / 'config.cfg'}" if save else "; not saved (--no-save)")

@@ -157,6 +157,19 @@ def test_benchmark_marks_calibrated_and_replaces_its_section(benchmark, model_di
     assert spacy.load(model_dir).get_pipe("posattn_ner").exit_threshold == 0.7
 
 
+def test_benchmark_writes_only_what_it_is_asked_to(benchmark, model_dir, corpus, tmp_path, monkeypatch):
+    # an ad-hoc run (say on another model) must not overwrite BENCHMARKS.md or the plot
+    work = tmp_path / "adhoc"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = work / "adhoc.json"
+    result = runner.invoke(benchmark.app, [str(model_dir), str(corpus), "--thresholds", "1", "--n-threads", "1",
+                                           "--output-json", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in work.rglob("*")) == ["adhoc.json"]
+    assert "--benchmarks-md" not in json.loads(out.read_text())["command"]
+
+
 def test_pipeline_without_exits_is_a_clear_error(calibrate, benchmark, tiny_backbone, corpus, tmp_path):
     torch.set_num_threads(1)  # restored by keep_torch_threads
     nlp = make_nlp(tiny_backbone)  # PosAttnTagger.v1: no exit heads
