@@ -62,6 +62,27 @@ def test_training_features_stay_fp32(trained):
         ner.precision = "fp32"
 
 
+def test_bf16_inference_on_cpu_runs_a_bf16_copy_and_training_keeps_fp32_weights(trained):
+    ner = trained.get_pipe("posattn_ner")
+    backbone = get_backbone(ner.model)
+    doc = trained.make_doc("Thousands marched through Basra .")
+    before = backbone.features([doc], precision="bf16", training=True)[0]
+    ner.precision = "bf16"
+    try:
+        reference = [ents_of(d) for d in trained.pipe(TEXTS)]
+        model, precision, autocast = backbone.inference_model("bf16")
+        assert precision == "bf16" and not autocast and model is not backbone.model
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+        # the weights that training and the feature cache use are untouched
+        assert {p.dtype for p in backbone.model.parameters()} == {torch.float32}
+        model, precision, autocast = backbone.inference_model("bf16", training=True)
+        assert model is backbone.model and autocast
+        assert numpy.array_equal(backbone.features([doc], precision="bf16", training=True)[0], before)
+        assert [ents_of(d) for d in trained.pipe(TEXTS)] == reference
+    finally:
+        ner.precision = "fp32"
+
+
 def test_train_precision_sets_the_training_features_and_their_cache_key(trained):
     ner = trained.get_pipe("posattn_ner")
     backbone = get_backbone(ner.model)
@@ -71,7 +92,7 @@ def test_train_precision_sets_the_training_features_and_their_cache_key(trained)
     try:
         assert backbone.train_key != fp32_key  # cached fp32 features are never served for bf16
         via_model, _ = ner.model.layers[0]([doc], is_train=True)
-        assert numpy.array_equal(via_model[0], backbone.features([doc], precision="bf16")[0])
+        assert numpy.array_equal(via_model[0], backbone.features([doc], precision="bf16", training=True)[0])
         assert not numpy.array_equal(via_model[0], backbone.features([doc], precision="fp32")[0])
     finally:
         ner.train_precision = "fp32"
