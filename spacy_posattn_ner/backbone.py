@@ -293,8 +293,10 @@ class FrozenBackbone:
     def windows(self, docs: Sequence[Doc]) -> List[Window]:
         """Cut docs into encoder inputs that fit the model; every token is covered.
 
-        All docs' windows go through the tokenizer in one call (one call per doc
-        cost more than the first backbone layer on short sentences).
+        Wordpieces come from ``wordpiece_table`` (each distinct word tokenized once;
+        the windows that fit are assembled for all docs at once), or, for tokenizers
+        that are not word-local, from one tokenizer call for all docs' windows (one
+        call per doc cost more than the first backbone layer on short sentences).
         """
         spans_per_doc = self.span_getter(docs)
         if len(spans_per_doc) != len(docs):
@@ -336,8 +338,8 @@ class FrozenBackbone:
             n_pieces = before[g1] - before[g0]
             fits = n_pieces <= limit
             if fits.any():
-                body = (g0[fits], g1[fits], n_pieces[fits])
-                self._assemble(r[fits], *body, doc_start, starts, lens, flat, cls_id, sep_id, out)
+                fitting = (g0[fits], g1[fits], n_pieces[fits])
+                self._assemble(r[fits], *fitting, doc_start, starts, lens, flat, cls_id, sep_id, out)
             retry: List[Tuple[int, int, int]] = []
             for i, start, end in r[~fits].tolist():
                 if end - start > 1:
