@@ -148,7 +148,9 @@ def main(
     repeats: int = typer.Option(1, "--repeats", min=1, help="Timed passes per threshold (best speed kept)"),
     output_json: Path = typer.Option(Path("metrics/benchmark_exit.json"), "--output-json"),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write the F1 / words/s plot here (default: none)"),
-    benchmarks_md: Optional[Path] = typer.Option(None, "--benchmarks-md", help="Write this markdown file's section (project.yml passes BENCHMARKS.md; default: none)"),
+    benchmarks_md: Optional[Path] = typer.Option(
+        None, "--benchmarks-md", help="Write this section into that markdown file (project.yml: BENCHMARKS.md; default: none)"
+    ),
 ) -> None:
     """Test F1 and CPU words/s from never-exit to always-exit, the calibrated threshold marked."""
     import torch

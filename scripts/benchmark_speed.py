@@ -454,7 +454,9 @@ def main(
     spacy_batches: int = typer.Option(50, "--spacy-batches", min=30, help="spacy benchmark speed --batches"),
     spacy_warmup: int = typer.Option(1, "--spacy-warmup", min=0, help="spacy benchmark speed --warmup (epochs)"),
     output_json: Path = typer.Option(Path("metrics/benchmark_speed.json"), "--output-json"),
-    benchmarks_md: Optional[Path] = typer.Option(None, "--benchmarks-md", help="Write this markdown file's section (project.yml passes BENCHMARKS.md; default: none)"),
+    benchmarks_md: Optional[Path] = typer.Option(
+        None, "--benchmarks-md", help="Write this section into that markdown file (project.yml: BENCHMARKS.md; default: none)"
+    ),
 ) -> None:
     """Test F1 and CPU words/s: posattn_ner per precision and exit setting, the CNN, the transformer."""
     import torch

@@ -566,7 +566,9 @@ def main(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, -1 for CPU"),
     output_dir: Path = typer.Option(Path("training-bench"), "--output-dir", help="Per-system runs go here"),
     metrics_json: Path = typer.Option(Path("metrics/benchmark_train.json"), "--metrics-json"),
-    benchmarks_md: Optional[Path] = typer.Option(None, "--benchmarks-md", help="Write this markdown file's section (project.yml passes BENCHMARKS.md; default: none)"),
+    benchmarks_md: Optional[Path] = typer.Option(
+        None, "--benchmarks-md", help="Write this section into that markdown file (project.yml: BENCHMARKS.md; default: none)"
+    ),
     ours_config: Path = typer.Option(Path("configs/posattn_ner.cfg"), "--ours-config", exists=True, dir_okay=False),
     cnn_config: Path = typer.Option(Path("configs/cnn_ner.cfg"), "--cnn-config", exists=True, dir_okay=False),
     trf_config: Path = typer.Option(Path("configs/trf_ner.cfg"), "--trf-config", exists=True, dir_okay=False),
