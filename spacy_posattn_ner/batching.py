@@ -1,4 +1,5 @@
-"""Length-sorted grouping: padding is paid per group, not per batch."""
+"""Length-sorted grouping (padding is paid per group, not per batch), and where runs
+of given lengths start when laid end to end."""
 from typing import List, Sequence
 
 import numpy
@@ -16,3 +17,9 @@ def length_chunks(lengths: Sequence[int], budget: int) -> List[numpy.ndarray]:
             out.append(order[start:end])
             start = end
     return out
+
+
+def run_starts(lengths: numpy.ndarray) -> numpy.ndarray:
+    """Where each run starts when runs of ``lengths`` are laid end to end (int64)."""
+    lengths = numpy.asarray(lengths, dtype="int64")
+    return numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64") if len(lengths) else lengths

@@ -12,6 +12,8 @@ from typing import List, Sequence, Tuple
 
 import numpy
 
+from .batching import run_starts
+
 # words whose pieces are compared alone and in one sequence: casing, accents,
 # punctuation inside and around words, a repeated word at another position
 PROBE = ["Hello", "world", ",", "naïve", "U.S.", "don't", "(", "Hello", "ZZyzx", "2,000", "."]
@@ -75,7 +77,7 @@ class WordPieceTable:
         encodings = self.encoder.encode_batch([[t] for t in texts], is_pretokenized=True, add_special_tokens=False)
         pieces: List[Sequence[int]] = [enc.ids for enc in encodings]
         lengths = numpy.asarray([len(p) for p in pieces], dtype="int64")
-        start = len(self._flat) + numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64")
+        start = len(self._flat) + run_starts(lengths)
         new_flat = numpy.fromiter((i for p in pieces for i in p), dtype="int64", count=int(lengths.sum()))
         n_rows = len(self._start)
         self._flat = numpy.concatenate([self._flat, new_flat])
