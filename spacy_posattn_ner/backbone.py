@@ -11,7 +11,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -189,8 +189,7 @@ class FrozenBackbone:
         self.train_precision = "fp32"  # for the features training uses (and caches)
         self.cache = None  # a FeatureCache, set by the component (runtime only, not saved)
         self.cache_in_predict = False
-        self._quantized: Optional[torch.nn.Module] = None
-        self._bf16: Optional[torch.nn.Module] = None
+        self._copies: Dict[str, torch.nn.Module] = {}  # inference copies by precision (bf16, int8)
         self._pieces = None  # WordPieceTable, False where the tokenizer is not word-local
 
     # -- loading ---------------------------------------------------------------
@@ -214,8 +213,7 @@ class FrozenBackbone:
         self._tokenizer = tokenizer
         self._encoder = None
         self._fingerprint = None
-        self._quantized = None
-        self._bf16 = None
+        self._copies = {}
         self._pieces = None
 
     @property
@@ -407,26 +405,26 @@ class FrozenBackbone:
         """
         device = next(self.model.parameters()).device
         precision = resolve_precision(precision, device)
-        if precision == "bf16" and device.type == "cpu" and not training:
-            if self._bf16 is None:
-                import copy
-
-                self._bf16 = copy.deepcopy(self.model).to(torch.bfloat16).eval()
-            return self._bf16, precision, False
-        if precision == "int8":
-            if device.type != "cpu":
-                raise ValueError("precision 'int8' (dynamic quantization) runs on CPU only; use 'bf16' on GPU")
-            if self._quantized is None:
-                import copy
-                import warnings
-
-                with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
-                    warnings.simplefilter("ignore")
-                    self._quantized = torch.ao.quantization.quantize_dynamic(
-                        copy.deepcopy(self.model), {torch.nn.Linear}, dtype=torch.qint8
-                    )
-            return self._quantized, precision, False
+        if precision == "int8" and device.type != "cpu":
+            raise ValueError("precision 'int8' (dynamic quantization) runs on CPU only; use 'bf16' on GPU")
+        if precision == "int8" or (precision == "bf16" and device.type == "cpu" and not training):
+            if precision not in self._copies:
+                self._copies[precision] = self._inference_copy(precision)
+            return self._copies[precision], precision, False
         return self.model, precision, precision == "bf16"
+
+    def _inference_copy(self, precision: str) -> torch.nn.Module:
+        """A copy of the encoder in bf16, or with int8 dynamically quantized linear layers."""
+        import copy
+
+        model = copy.deepcopy(self.model)
+        if precision == "bf16":
+            return model.to(torch.bfloat16).eval()
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
+            warnings.simplefilter("ignore")
+            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
     def features(self, docs: Sequence[Doc], precision: str = "fp32", training: bool = False) -> List[numpy.ndarray]:
         """Per doc, float16 ``(n_layers, n_tokens, width)`` pooled hidden states.
