@@ -4,7 +4,7 @@
 For thresholds from never-exit (1.0) to always-exit-first (0.0), plus the threshold
 calibrated into the model's config (``scripts/calibrate_exit.py``), the test set is
 run once per threshold through ``Language.evaluate`` on CPU with ``--n-threads``
-torch threads, on the real layer-by-layer path (``cache_in_predict`` off). Reports
+torch threads, on the real layer-by-layer path. Reports
 test entity F1, words/s (wall time of tokenizing and ``nlp.pipe``, after one warm-up
 batch), words/s relative to never-exit, the mean exit layer and the share of docs
 per exit layer. Writes a JSON report, a PNG plot (words/s against F1, one point per

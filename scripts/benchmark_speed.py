@@ -119,11 +119,11 @@ def resolved_precision(pipe, precision: str) -> str:
     """What ``precision`` ('auto' included) means for this pipe's backbone device."""
     import torch
 
-    from spacy_posattn_ner.architectures import get_backbone
     from spacy_posattn_ner.backbone import resolve_precision
+    from spacy_posattn_ner.models import get_backbone
 
     try:
-        device = next(get_backbone(pipe.model).model.parameters()).device
+        device = get_backbone(pipe.model).device
     except Exception:  # noqa: BLE001  (not built: the CPU default)
         device = torch.device("cpu")
     return resolve_precision(precision, device)
@@ -503,7 +503,6 @@ def main(
     except (BenchmarkError, ValueError) as err:
         msg.fail(str(err), exits=1)
     pipe = nlp.get_pipe(COMPONENT)
-    pipe.cache_in_predict = False  # the real inference path, as in any loaded pipeline
     exit_layers = list(pipe.exit_layers) if pipe.exit_layers else None
     calibrated = float(pipe.exit_threshold)  # from the model's config.cfg
     saved_precision = pipe.precision

@@ -4,11 +4,11 @@
 The pipeline must use ``spacy-posattn-ner.PosAttnTagger.v2`` or ``.v3`` (exit heads). For
 threshold 1.0 (never exit: the reference F1) and every threshold of a grid, the dev
 set is run once through ``Language.evaluate`` on the real layer-by-layer path
-(``cache_in_predict`` off, as in any loaded pipeline), which gives entity F1 and
+(the one inference path every pipeline uses), which gives entity F1 and
 words/s (wall time of tokenizing and ``nlp.pipe`` over the dev docs, after one
 warm-up batch); the exit layer of every doc is recorded on the way. The fastest
 threshold whose F1 is at most ``--max-loss`` F1 points (0.5 = 0.005 absolute) below
-the reference is written into MODEL_DIR/config.cfg (``save_exit_threshold``), so
+the reference is written into MODEL_DIR/config.cfg (the pipeline is saved with it), so
 ``spacy.load(MODEL_DIR)`` uses it.
 
 Usage:
@@ -91,7 +91,6 @@ def load_exit_pipeline(model_dir: Path, n_threads: int = 0):
             f"{model_dir}: the '{COMPONENT}' component has no exit layers (architecture {arch}); "
             "early exit needs a model trained with spacy-posattn-ner.PosAttnTagger.v2 or .v3"
         )
-    pipe.cache_in_predict = False  # the real layer-by-layer path: no feature cache
     return nlp, pipe, list(exit_layers)
 
 
@@ -144,19 +143,13 @@ def evaluate_threshold(
     nlp, pipe, examples, exit_layers: Sequence[int], threshold: float, batch_size: Optional[int] = None, repeats: int = 1
 ) -> Dict[str, Any]:
     """Scores, speed and exit layers at one threshold (``repeats`` timed passes, best speed kept)."""
-    from spacy_posattn_ner.architectures import get_backbone
-
-    backbone = get_backbone(pipe.model)
     pipe.exit_threshold = threshold
     speeds = []
     scores: Dict[str, Any] = {}
     layers: List[Optional[int]] = []
-    layer_calls = 0
     for _ in range(max(1, repeats)):
         scorer = ExitScorer(nlp)
-        before = backbone.n_layer_calls
         scores = nlp.evaluate(examples, batch_size=batch_size, scorer=scorer)
-        layer_calls = backbone.n_layer_calls - before
         layers = scorer.exit_layers
         speeds.append(float(scores["speed"]))
     n_words = sum(len(eg.predicted) for eg in examples)
@@ -175,7 +168,6 @@ def evaluate_threshold(
         "n_words": n_words,
         "mean_exit_layer": (sum(ran) / len(ran)) if ran else None,
         "exit_layer_share": share,
-        "layer_calls": layer_calls,
     }
 
 
@@ -266,8 +258,6 @@ def main(
     ),
 ) -> None:
     """Pick the fastest exit threshold within --max-loss F1 points of never-exit; save it."""
-    from spacy_posattn_ner.early_exit import save_exit_threshold
-
     grid = parse_thresholds(thresholds, include=(NEVER_EXIT,))
     command = command_line(
         "scripts/calibrate_exit.py",
@@ -323,8 +313,9 @@ def main(
             shutil.rmtree(save_to)
         shutil.copytree(model_dir, save_to)
         target = save_to
-    if save:
-        save_exit_threshold(target, chosen["threshold"])
+    if save:  # the threshold is saved with the pipeline (and its config.cfg)
+        pipe.exit_threshold = chosen["threshold"]
+        nlp.to_disk(target)
     report = {
         "date": utc_now(),
         "command": command,

@@ -7,7 +7,6 @@ import spacy
 import torch
 from typer.testing import CliRunner
 
-from spacy_posattn_ner.early_exit import save_exit_threshold
 
 from .conftest import make_nlp, toy_examples, train
 from .test_exit_scripts import load_script
@@ -30,7 +29,7 @@ def ours_dir(tiny_exit_pipeline, tmp_path_factory):
     import shutil
 
     path = shutil.copytree(tiny_exit_pipeline, tmp_path_factory.mktemp("speed-ours") / "model")
-    save_exit_threshold(path, CALIBRATED)
+    _save_threshold(path, CALIBRATED)
     return path
 
 
@@ -187,3 +186,11 @@ def test_parse_spacy_benchmark_output(speed):
     printed = "Outliers: 2.0%, extreme outliers: 0.0%\nMean: 4321.5 words/s (95% CI: -80.2 +75.9)\n"
     match = speed.SPACY_MEAN_RE.search(printed)
     assert [float(x) for x in match.groups()] == [4321.5, -80.2, 75.9]
+
+
+def _save_threshold(path, threshold: float) -> None:
+    """Set a saved pipeline's exit threshold as calibrate_exit.py does: on the
+    component, then saved (the setting travels with the pipeline)."""
+    nlp = spacy.load(path)
+    nlp.get_pipe("posattn_ner").exit_threshold = threshold
+    nlp.to_disk(path)
