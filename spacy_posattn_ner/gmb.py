@@ -251,14 +251,14 @@ def read_gmb(path: Union[str, Path]) -> GmbReader:
     the same sentence, and a word that is empty, whitespace only, or has
     leading/trailing whitespace. A ``.zip`` must hold exactly one ``.csv``.
 
-    One physical line is one row. Quoted fields are read as CSV (the real file
-    writes the word ``,`` as ``","``, the word ``"`` quoted and doubled, and
-    ``1,000`` as ``"1,000"``), but a quoted field still open at the end of its line is an
-    error: it is either a stray ``"`` (the csv module would run the field on
-    to the next ``"``, merging the rows in between into one word) or a line
-    break inside quotes. Also refused: a NUL byte, a line whose line break
-    differs from the header's (a bare ``\\r`` or ``\\n`` inside a field), and
-    malformed quoting such as ``"ab"c``. A ``"`` inside an unquoted field
+    One physical line is one row. Quoted fields are read as CSV (the real
+    file writes the word ``,`` as ``","``, the word ``"`` quoted and doubled,
+    and ``1,000`` as ``"1,000"``), but a quoted field still open at the end of
+    its line is an error: it is either a stray ``"`` (the csv module would run
+    the field on to the next ``"``, merging the rows in between into one word)
+    or a line break inside quotes. Also refused: a NUL byte, a line whose line
+    break differs from the header's (a bare ``\\r`` or ``\\n`` inside a field),
+    and malformed quoting such as ``"ab"c``. A ``"`` inside an unquoted field
     (``ab"c``) merges nothing and is kept as part of the word.
 
     Every row becomes exactly one word with its tag; nothing is dropped. The
