@@ -19,10 +19,16 @@ Compute the lattice once per batch and ask it for spans and candidates::
 Everything stays on the input's device; the math is float32 (or wider, if the input is float64),
 also for bf16 input; "impossible" is the finite ``NEG`` rather than ``-inf``, so neither logsumexp
 nor its gradient ever sees ``inf - inf`` (marginals are differentiable in ``log_probs`` and in a
-tensor ``temperature``, for fitting it). Precision: log-space quantities carry absolute rounding of
-about float32 epsilon times their magnitude (``|log_z|``), so marginals are relatively accurate to
-~1e-7 * ``|log_z|``; only docs whose best allowed path is forced through very unlikely tags have a
-large ``|log_z|``.
+tensor ``temperature``, for fitting it).
+
+Precision: plain log-space alpha and beta grow like ``|log Z|`` (hundreds for a long doc, 1e5 when
+a doc's best allowed path is forced through -1e4 tags), and float32 rounding of such numbers is
+relative to that size: measured, tag marginals of a 300-token doc summed to 1.0001 and those of
+peaked docs to 0.98. So the recursions are scaled (Rabiner's scaled forward–backward, in log space):
+alpha is renormalized at every step by ``c_t``, beta is scaled by the same ``c_t``, and
+``log Z = sum_t c_t``. A tag marginal is then ``alpha_hat + beta_hat`` and a span's is ``alpha_hat``
+at its first tag, plus ``log_prob - c_u`` over its other tokens, plus ``beta_hat`` at its last tag:
+only quantities of a few positions' size, never ``log Z`` itself.
 """
 import math
 from typing import NamedTuple, Optional, Sequence, Union
@@ -82,6 +88,34 @@ def temper(log_probs: torch.Tensor, temperature: Union[float, torch.Tensor] = 1.
     return torch.log_softmax(log_probs / temperature, dim=-1)
 
 
+class ScaledForwardBackward(NamedTuple):
+    """Scaled forward–backward of a batch (see the module docstring); ``NEG`` past each length.
+
+    ``log_alpha_hat`` (B, T, K): alpha renormalized at each position (``log P(y_t = k | tokens
+    <= t)`` without the end constraint). ``log_beta_hat`` (B, T, K): beta scaled so that
+    ``log_alpha_hat + log_beta_hat = log P(y_t = k)``. ``log_emit`` (B, T, K): the log-probs minus
+    each position's normalizer ``c_t``, which is what a span's inner tokens contribute.
+    ``log_scale`` (B, T): ``c_0 + ... + c_t``. ``log_z`` (B,): ``log Z``, 0 for an empty doc.
+    ``lengths`` (B,): the docs' lengths.
+    """
+
+    log_alpha_hat: torch.Tensor
+    log_beta_hat: torch.Tensor
+    log_emit: torch.Tensor
+    log_scale: torch.Tensor
+    log_z: torch.Tensor
+    lengths: torch.Tensor
+
+    def unscaled(self) -> ForwardBackward:
+        """Plain alpha, beta and log Z (alpha = alpha_hat + C_t, beta = beta_hat + log Z - C_t)."""
+        T = self.log_scale.shape[1]
+        inside = (torch.arange(T, device=self.lengths.device)[None, :] < self.lengths[:, None])[:, :, None]
+        log_alpha = self.log_alpha_hat + self.log_scale[..., None]
+        log_beta = self.log_beta_hat + (self.log_z[:, None] - self.log_scale)[..., None]
+        pad = self.log_scale.new_full((), NEG)
+        return ForwardBackward(torch.where(inside, log_alpha, pad), torch.where(inside, log_beta, pad), self.log_z)
+
+
 def forward_backward(
     log_probs: torch.Tensor,
     lengths: IndexLike,
@@ -94,13 +128,16 @@ def forward_backward(
     ``log_probs`` are used as given (see ``temper``). Positions past a doc's length are ignored
     (their values may even be NaN): a doc gets the same results alone as in any padded batch.
     """
-    return _forward_backward(*_prepare(log_probs, lengths, allowed, start, end))
+    return _scaled_forward_backward(*_prepare(log_probs, lengths, allowed, start, end)).unscaled()
 
 
 class Lattice:
     """Forward–backward of a batch, computed once, answering span and candidate queries.
 
     Labels are indexed in ``make_tags`` order: tag ``1 + 4 * label + PREFIXES.index(prefix)``.
+    Attributes: ``log_probs`` (the tempered scores, float32, 0 past each length), ``lengths``,
+    ``log_trans`` (K, K: 0 allowed, ``NEG`` not), ``scaled`` (``ScaledForwardBackward``),
+    ``log_z`` (B,), ``n_labels``.
     """
 
     def __init__(
@@ -120,16 +157,21 @@ class Lattice:
             temper(log_probs, temperature), lengths, allowed, start, end
         )
         self.log_probs = lp  # tempered, float32, 0 past each doc's length
-        self.log_alpha, self.log_beta, self.log_z = _forward_backward(
-            lp, self.lengths, self.log_trans, log_start, log_end
-        )
+        self.scaled = _scaled_forward_backward(lp, self.lengths, self.log_trans, log_start, log_end)
+        self.log_z = self.scaled.log_z
         labels = torch.arange(self.n_labels, device=lp.device)
         self._tag = {p: 1 + len(PREFIXES) * labels + i for i, p in enumerate(PREFIXES)}
 
+    def forward_backward(self) -> ForwardBackward:
+        """Plain ``(log_alpha, log_beta, log_z)`` of the tempered log-probs."""
+        return self.scaled.unscaled()
+
     def tag_marginals(self) -> torch.Tensor:
         """``P(y_t = k)`` as (B, T, K); rows sum to 1 inside each doc, 0 past its length."""
-        log_m = self.log_alpha + self.log_beta - self.log_z[:, None, None]
-        return log_m.exp().clamp(max=1.0)
+        return self._log_tag_marginals().exp().clamp(max=1.0)
+
+    def _log_tag_marginals(self) -> torch.Tensor:
+        return self.scaled.log_alpha_hat + self.scaled.log_beta_hat
 
     def span_marginals(
         self, doc_index: IndexLike, starts: IndexLike, ends: IndexLike, label_index: IndexLike
@@ -149,7 +191,8 @@ class Lattice:
         if len(doc):
             B = self.log_probs.shape[0]
             bad = (doc < 0) | (doc >= B) | (s < 0) | (e <= s) | (x < 0) | (x >= self.n_labels)
-            bad |= e > self.lengths[doc.clamp(0, max(B - 1, 0))]
+            if B:
+                bad |= e > self.lengths[doc.clamp(0, B - 1)]
             if bool(bad.any()):
                 i = int(torch.nonzero(bad)[0, 0])
                 raise ValueError(
@@ -179,59 +222,57 @@ class Lattice:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1 or None, got {max_length!r}")
-        lp, la, lb, lz = self.log_probs, self.log_alpha, self.log_beta, self.log_z
-        # margin for rounding, which grows with the magnitude of the log-space quantities
-        floor = math.log(threshold) - (1e-3 + 1e-5 * lz.abs())
+        la, lb, emit = self.scaled.log_alpha_hat, self.scaled.log_beta_hat, self.scaled.log_emit
+        floor = math.log(threshold) - 1e-3  # margin for rounding (log space, i.e. 0.1 %)
         B_, I_, L_, U_ = (self._tag[p] for p in PREFIXES)
-        log_marg = la + lb - lz[:, None, None]
+        log_marg = self._log_tag_marginals()
         found = []
-        doc, s, x = torch.nonzero(log_marg[..., U_] >= floor[:, None, None]).unbind(1)
+        doc, s, x = torch.nonzero(log_marg[..., U_] >= floor).unbind(1)
         found.append((doc, s, s + 1, x))
         if max_length is None or max_length >= 2:
-            doc, s, x = torch.nonzero(log_marg[..., B_] >= floor[:, None, None]).unbind(1)
+            doc, s, x = torch.nonzero(log_marg[..., B_] >= floor).unbind(1)
             prev = B_[x]  # the run's last tag: B, then I
-            run = la[doc, s, prev]  # log score of prefixes ending in B-x at s, then in its I run
+            run = la[doc, s, prev]  # scaled log score of prefixes ending in B-x at s, then in its I run
             offset = 1
             while len(doc):
                 pos = s + offset
                 inside = pos < self.lengths[doc]
                 doc, s, x, prev, run, pos = (a[inside] for a in (doc, s, x, prev, run, pos))
                 last, mid = L_[x], I_[x]
-                close = run + self.log_trans[prev, last] + lp[doc, pos, last] + lb[doc, pos, last] - lz[doc]
-                hit = close >= floor[doc]
+                close = run + self.log_trans[prev, last] + emit[doc, pos, last] + lb[doc, pos, last]
+                hit = close >= floor
                 found.append((doc[hit], s[hit], pos[hit] + 1, x[hit]))
                 if max_length is not None and offset + 2 > max_length:
                     break
-                run = run + self.log_trans[prev, mid] + lp[doc, pos, mid]
-                alive = run + lb[doc, pos, mid] - lz[doc] >= floor[doc]
+                run = run + self.log_trans[prev, mid] + emit[doc, pos, mid]
+                alive = run + lb[doc, pos, mid] >= floor
                 doc, s, x, run, prev = doc[alive], s[alive], x[alive], run[alive], mid[alive]
                 offset += 1
         doc, s, e, x = (torch.cat(parts) for parts in zip(*found))
         score = self._span_log_marginals(doc, s, e, x).exp().clamp(max=1.0)
         keep = score >= threshold
         doc, s, e, x, score = doc[keep], s[keep], e[keep], x[keep], score[keep]
-        T = lp.shape[1] + 1
+        T = self.log_probs.shape[1] + 1
         order = torch.argsort(((doc * T + s) * T + e) * max(self.n_labels, 1) + x)
         return Candidates(doc[order], s[order], e[order], x[order], score[order])
 
     def _span_log_marginals(self, doc: torch.Tensor, s: torch.Tensor, e: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Log marginals of valid spans (no checks): alpha at the first tag, the run's own
-        log-probs and transitions, beta at the last tag."""
-        lp, lt = self.log_probs, self.log_trans
+        """Log marginals of valid spans (no checks): scaled alpha at the first tag, the other
+        tokens' scaled log-probs and the transitions between them, scaled beta at the last tag
+        (the scales of the tokens outside the span cancel against log Z)."""
+        emit, lt = self.scaled.log_emit, self.log_trans
         n = e - s
         single = n == 1
         first = torch.where(single, self._tag["U"][x], self._tag["B"][x])
         mid = self._tag["I"][x]
         last = torch.where(single, self._tag["U"][x], self._tag["L"][x])
-        score = self.log_alpha[doc, s, first] + self.log_beta[doc, e - 1, last] - self.log_z[doc]
-        # tokens after the first: L's log-prob, the I run's, and the transitions between them
+        score = self.scaled.log_alpha_hat[doc, s, first] + self.scaled.log_beta_hat[doc, e - 1, last]
         trans = torch.where(n == 2, lt[first, last], lt[first, mid] + lt[mid, last] + torch.where(n > 3, lt[mid, mid], 0.0))
-        score = score + torch.where(single, 0.0, lp[doc, e - 1, last] + trans)
-        count = (n - 2).clamp(min=0)
+        score = score + torch.where(single, 0.0, emit[doc, e - 1, last] + trans)
+        count = (n - 2).clamp(min=0)  # the I run
         span = torch.repeat_interleave(torch.arange(len(n), device=n.device), count)
         pos = s[span] + 1 + torch.arange(len(span), device=n.device) - (torch.cumsum(count, 0) - count)[span]
-        inner = torch.zeros_like(score).index_add(0, span, lp[doc[span], pos, mid[span]])
-        return score + inner
+        return score + torch.zeros_like(score).index_add(0, span, emit[doc[span], pos, mid[span]])
 
 
 def span_marginals(
@@ -294,23 +335,36 @@ def _prepare(log_probs, lengths, allowed, start, end):
     return lp, lengths, cost(allowed, (K, K)), cost(start, (K,)), cost(end, (K,))
 
 
-def _forward_backward(lp, lengths, log_trans, log_start, log_end) -> ForwardBackward:
+def _scaled_forward_backward(lp, lengths, log_trans, log_start, log_end) -> ScaledForwardBackward:
+    """The recursions, one loop over positions, vectorized over docs and tags."""
     B, T, K = lp.shape
     if T == 0:
-        return ForwardBackward(lp, lp, lp.new_zeros((B,)))
-    # forward: no masking needed, position t only sees positions <= t
-    alphas = [lp[:, 0] + log_start]
-    for t in range(1, T):
-        alphas.append(torch.logsumexp(alphas[-1][:, :, None] + log_trans, dim=1) + lp[:, t])
+        return ScaledForwardBackward(lp, lp, lp, lp.new_zeros((B, 0)), lp.new_zeros((B,)), lengths)
+    inside = torch.arange(T, device=lp.device)[None, :] < lengths[:, None]
+    # forward, renormalized at every position (no masking needed: t only sees positions <= t)
+    alpha = lp[:, 0] + log_start
+    alphas, scales = [], []
+    for t in range(T):
+        if t:
+            alpha = torch.logsumexp(alphas[-1][:, :, None] + log_trans, dim=1) + lp[:, t]
+        scales.append(torch.logsumexp(alpha, dim=-1))
+        alphas.append(alpha - scales[-1][:, None])
     log_alpha = torch.stack(alphas, dim=1)
-    # backward: each doc's own last position starts from the end constraint
-    betas = [log_end.expand(B, K)]
+    scale = torch.where(inside, torch.stack(scales, dim=1), 0.0)
+    emit = lp - scale[:, :, None]
+    # the end constraint, at each doc's own last position
+    last = log_alpha[torch.arange(B, device=lp.device), (lengths - 1).clamp(min=0)]
+    end_scale = torch.logsumexp(last + log_end, dim=-1)
+    log_z = torch.where(lengths > 0, scale.sum(dim=1) + end_scale, 0.0)
+    # backward, scaled by the same normalizers: alpha_hat + beta_hat = log P(y_t = k)
+    final = log_end - end_scale[:, None]
+    betas = [final]
     for t in range(T - 2, -1, -1):
-        step = torch.logsumexp(log_trans + (lp[:, t + 1] + betas[-1])[:, None, :], dim=2)
-        betas.append(torch.where((t + 1 < lengths)[:, None], step, log_end))
+        step = torch.logsumexp(log_trans + (emit[:, t + 1] + betas[-1])[:, None, :], dim=2)
+        betas.append(torch.where((t + 1 < lengths)[:, None], step, final))
     log_beta = torch.stack(betas[::-1], dim=1)
-    last = (lengths - 1).clamp(min=0)
-    log_z = torch.logsumexp(log_alpha[torch.arange(B, device=lp.device), last] + log_end, dim=-1)
-    log_z = torch.where(lengths > 0, log_z, 0.0)
-    inside = (torch.arange(T, device=lp.device)[None, :] < lengths[:, None])[:, :, None]
-    return ForwardBackward(torch.where(inside, log_alpha, NEG), torch.where(inside, log_beta, NEG), log_z)
+    pad = lp.new_full((), NEG)
+    inside = inside[:, :, None]
+    return ScaledForwardBackward(
+        torch.where(inside, log_alpha, pad), torch.where(inside, log_beta, pad), emit, torch.cumsum(scale, dim=1), log_z, lengths
+    )
