@@ -22,12 +22,13 @@ ALLOWED, START, END = transition_masks(TAGS)
 MASKS = (ALLOWED, START, END)
 
 
-def valid_paths(n):
+def valid_paths(n, masks=MASKS):
     """Every allowed tag path of length n, one per row (itertools.product filtered by the masks)."""
+    allowed, start, end = masks
     paths = numpy.asarray(list(itertools.product(range(len(TAGS)), repeat=n)), dtype="int64").reshape(len(TAGS) ** n, n)
     if n == 0:
         return paths  # the one empty path
-    ok = START[paths[:, 0]] & END[paths[:, -1]] & ALLOWED[paths[:, :-1], paths[:, 1:]].all(axis=1)
+    ok = start[paths[:, 0]] & end[paths[:, -1]] & allowed[paths[:, :-1], paths[:, 1:]].all(axis=1)
     return paths[ok]
 
 
@@ -43,11 +44,11 @@ def read_entities(path):
     return spans
 
 
-def brute_force(lp):
+def brute_force(lp, masks=MASKS):
     """log Z, tag marginals (n, K) and {(start, end, label): marginal} by enumerating all paths."""
     lp = numpy.asarray(lp, dtype="float64")
     n = lp.shape[0]
-    paths = valid_paths(n)
+    paths = valid_paths(n, masks)
     scores = lp[numpy.arange(n), paths].sum(axis=1)
     log_z = numpy.logaddexp.reduce(scores)
     probs = numpy.exp(scores - log_z)
@@ -123,6 +124,33 @@ def test_log_z_tag_and_span_marginals_equal_brute_force(dtype, tol):
             assert numpy.allclose(got_q.double().numpy()[possible], want_q[possible], atol=tol * 10)
             assert bool((got_q[torch.from_numpy(~possible)] < -1e29).all())
         assert abs(float(log_z[d]) - exact[d][0]) < tol * max(1, abs(exact[d][0]))
+
+
+def test_other_masks_are_exact_too():
+    """Recursions and span scores use the masks given (not BILUO's shape): geo entities of at most
+    3 tokens, per entities of at least 3, no per right after a geo."""
+    allowed, start, end = (m.copy() for m in MASKS)
+    allowed[TAGS.index("I-geo"), TAGS.index("I-geo")] = False
+    allowed[TAGS.index("B-per"), TAGS.index("L-per")] = False
+    for geo_end in ("L-geo", "U-geo"):
+        for per_start in ("B-per", "U-per"):
+            allowed[TAGS.index(geo_end), TAGS.index(per_start)] = False
+    masks = (allowed, start, end)
+    lengths = [5, 4, 5, 2]
+    lp, lens = random_batch(15, lengths, sharp=0.7, dtype=torch.float64)
+    lattice = Lattice(lp, lens, *masks)
+    spans = all_spans(lengths)
+    got = lattice.span_marginals(*spans).tolist()
+    exact = [brute_force(lp[d, :n], masks) for d, n in enumerate(lengths)]
+    assert got == pytest.approx([exact[d][2].get((s, e, x), 0.0) for d, s, e, x in zip(*spans)], abs=1e-9)
+    assert sum(1 for v in got if v == 0) > 10  # the restrictions really rule spans out
+    tag_m = lattice.tag_marginals()
+    for d, n in enumerate(lengths):
+        assert float(lattice.log_z[d]) == pytest.approx(exact[d][0], abs=1e-9)
+        assert torch.allclose(tag_m[d, :n], torch.from_numpy(exact[d][1]), atol=1e-9)
+    cands = lattice.candidates(0.02)
+    want = sorted((d, s, e, x) for d in range(len(lengths)) for (s, e, x), p in exact[d][2].items() if p >= 0.02)
+    assert list(zip(*(a.tolist() for a in cands[:4]))) == want
 
 
 def test_exact_span_needs_the_i_run():

@@ -25,8 +25,8 @@ Precision: plain log-space alpha and beta grow like ``|log Z|`` (hundreds for a 
 a doc's best allowed path is forced through -1e4 tags), and float32 rounding of such numbers is
 relative to that size: measured, tag marginals of a 300-token doc summed to 1.0001 and those of
 peaked docs to 0.98. So the recursions are scaled (Rabiner's scaled forward–backward, in log space):
-alpha is renormalized at every step by ``c_t``, beta is scaled by the same ``c_t``, and
-``log Z = sum_t c_t``. A tag marginal is then ``alpha_hat + beta_hat`` and a span's is ``alpha_hat``
+alpha is rescaled at every step by ``c_t`` (its max), beta is scaled by the same ``c_t``, and
+``log Z = sum_t c_t`` plus the end step's logsumexp. A tag marginal is then ``alpha_hat + beta_hat`` and a span's is ``alpha_hat``
 at its first tag, plus ``log_prob - c_u`` over its other tokens, plus ``beta_hat`` at its last tag:
 only quantities of a few positions' size, never ``log Z`` itself.
 """
@@ -91,8 +91,8 @@ def temper(log_probs: torch.Tensor, temperature: Union[float, torch.Tensor] = 1.
 class ScaledForwardBackward(NamedTuple):
     """Scaled forward–backward of a batch (see the module docstring); ``NEG`` past each length.
 
-    ``log_alpha_hat`` (B, T, K): alpha renormalized at each position (``log P(y_t = k | tokens
-    <= t)`` without the end constraint). ``log_beta_hat`` (B, T, K): beta scaled so that
+    ``log_alpha_hat`` (B, T, K): alpha rescaled at each position so that its largest entry is 0.
+    ``log_beta_hat`` (B, T, K): beta scaled so that
     ``log_alpha_hat + log_beta_hat = log P(y_t = k)``. ``log_emit`` (B, T, K): the log-probs minus
     each position's normalizer ``c_t``, which is what a span's inner tokens contribute.
     ``log_scale`` (B, T): ``c_0 + ... + c_t``. ``log_z`` (B,): ``log Z``, 0 for an empty doc.
@@ -335,19 +335,33 @@ def _prepare(log_probs, lengths, allowed, start, end):
     return lp, lengths, cost(allowed, (K, K)), cost(start, (K,)), cost(end, (K,))
 
 
+def _shared_sets(log_trans: torch.Tensor, incoming: bool):
+    """The distinct predecessor (``incoming``) or successor sets of the tags, as log costs
+    (G, K), and each tag's set (K,).
+
+    Tags with the same set need the same logsumexp: in BILUO, ``O``, ``B-*`` and ``U-*`` all
+    follow ``{O, L-*, U-*}`` and ``I-x``, ``L-x`` follow ``{B-x, I-x}``, so a step costs
+    (labels + 1) logsumexps over K tags instead of K. Exact for any mask.
+    """
+    allowed = log_trans == 0
+    sets, group = torch.unique((allowed.T if incoming else allowed).to(torch.uint8), dim=0, return_inverse=True)
+    return torch.where(sets.bool(), 0.0, NEG).to(log_trans.dtype), group
+
+
 def _scaled_forward_backward(lp, lengths, log_trans, log_start, log_end) -> ScaledForwardBackward:
     """The recursions, one loop over positions, vectorized over docs and tags."""
     B, T, K = lp.shape
     if T == 0:
         return ScaledForwardBackward(lp, lp, lp, lp.new_zeros((B, 0)), lp.new_zeros((B,)), lengths)
     inside = torch.arange(T, device=lp.device)[None, :] < lengths[:, None]
-    # forward, renormalized at every position (no masking needed: t only sees positions <= t)
+    # forward, rescaled at every position (no masking needed: t only sees positions <= t)
+    into, into_group = _shared_sets(log_trans, incoming=True)
     alpha = lp[:, 0] + log_start
     alphas, scales = [], []
     for t in range(T):
         if t:
-            alpha = torch.logsumexp(alphas[-1][:, :, None] + log_trans, dim=1) + lp[:, t]
-        scales.append(torch.logsumexp(alpha, dim=-1))
+            alpha = torch.logsumexp(alphas[-1][:, None, :] + into, dim=2)[:, into_group] + lp[:, t]
+        scales.append(alpha.amax(dim=-1))  # any per-step constant is exact; the max is one cheap op
         alphas.append(alpha - scales[-1][:, None])
     log_alpha = torch.stack(alphas, dim=1)
     scale = torch.where(inside, torch.stack(scales, dim=1), 0.0)
@@ -357,11 +371,12 @@ def _scaled_forward_backward(lp, lengths, log_trans, log_start, log_end) -> Scal
     end_scale = torch.logsumexp(last + log_end, dim=-1)
     log_z = torch.where(lengths > 0, scale.sum(dim=1) + end_scale, 0.0)
     # backward, scaled by the same normalizers: alpha_hat + beta_hat = log P(y_t = k)
+    out_of, out_group = _shared_sets(log_trans, incoming=False)
     final = log_end - end_scale[:, None]
     betas = [final]
     for t in range(T - 2, -1, -1):
-        step = torch.logsumexp(log_trans + (emit[:, t + 1] + betas[-1])[:, None, :], dim=2)
-        betas.append(torch.where((t + 1 < lengths)[:, None], step, final))
+        step = torch.logsumexp((emit[:, t + 1] + betas[-1])[:, None, :] + out_of, dim=2)[:, out_group]
+        betas.append(torch.where(inside[:, t + 1, None], step, final))
     log_beta = torch.stack(betas[::-1], dim=1)
     pad = lp.new_full((), NEG)
     inside = inside[:, :, None]
