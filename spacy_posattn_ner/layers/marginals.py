@@ -23,12 +23,14 @@ tensor ``temperature``, for fitting it).
 
 Precision: plain log-space alpha and beta grow like ``|log Z|`` (hundreds for a long doc, 1e5 when
 a doc's best allowed path is forced through -1e4 tags), and float32 rounding of such numbers is
-relative to that size: measured, tag marginals of a 300-token doc summed to 1.0001 and those of
-peaked docs to 0.98. So the recursions are scaled (Rabiner's scaled forward–backward, in log space):
-alpha is rescaled at every step by ``c_t`` (its max), beta is scaled by the same ``c_t``, and
-``log Z = sum_t c_t`` plus the end step's logsumexp. A tag marginal is then ``alpha_hat + beta_hat`` and a span's is ``alpha_hat``
-at its first tag, plus ``log_prob - c_u`` over its other tokens, plus ``beta_hat`` at its last tag:
-only quantities of a few positions' size, never ``log Z`` itself.
+relative to that size: measured against float64, tag marginals of a 300-token doc (8 labels) were
+off by 1.4e-4, those of docs of one-hot -1e4 rows by 2e-2. So the recursions are scaled (Rabiner's
+scaled forward–backward, in log space): alpha is rescaled at every step by ``c_t`` (its max), beta
+is scaled by the same ``c_t``, and ``log Z = sum_t c_t`` plus the end step's logsumexp. A tag
+marginal is then ``alpha_hat + beta_hat`` and a span's is ``alpha_hat`` at its first tag, plus
+``log_prob - c_u`` over its other tokens, plus ``beta_hat`` at its last tag: only quantities of a
+few positions' size, never ``log Z`` itself.
+Measured on the same docs: 3e-6 and 1.4e-3 (the latter is float32's own resolution at 1e4).
 """
 import math
 from typing import NamedTuple, Optional, Sequence, Union
@@ -256,7 +258,9 @@ class Lattice:
         order = torch.argsort(((doc * T + s) * T + e) * max(self.n_labels, 1) + x)
         return Candidates(doc[order], s[order], e[order], x[order], score[order])
 
-    def _span_log_marginals(self, doc: torch.Tensor, s: torch.Tensor, e: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _span_log_marginals(
+        self, doc: torch.Tensor, s: torch.Tensor, e: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
         """Log marginals of valid spans (no checks): scaled alpha at the first tag, the other
         tokens' scaled log-probs and the transitions between them, scaled beta at the last tag
         (the scales of the tokens outside the span cancel against log Z)."""
@@ -267,7 +271,8 @@ class Lattice:
         mid = self._tag["I"][x]
         last = torch.where(single, self._tag["U"][x], self._tag["L"][x])
         score = self.scaled.log_alpha_hat[doc, s, first] + self.scaled.log_beta_hat[doc, e - 1, last]
-        trans = torch.where(n == 2, lt[first, last], lt[first, mid] + lt[mid, last] + torch.where(n > 3, lt[mid, mid], 0.0))
+        run_trans = lt[first, mid] + lt[mid, last] + torch.where(n > 3, lt[mid, mid], 0.0)
+        trans = torch.where(n == 2, lt[first, last], run_trans)
         score = score + torch.where(single, 0.0, emit[doc, e - 1, last] + trans)
         count = (n - 2).clamp(min=0)  # the I run
         span = torch.repeat_interleave(torch.arange(len(n), device=n.device), count)
@@ -380,6 +385,5 @@ def _scaled_forward_backward(lp, lengths, log_trans, log_start, log_end) -> Scal
     log_beta = torch.stack(betas[::-1], dim=1)
     pad = lp.new_full((), NEG)
     inside = inside[:, :, None]
-    return ScaledForwardBackward(
-        torch.where(inside, log_alpha, pad), torch.where(inside, log_beta, pad), emit, torch.cumsum(scale, dim=1), log_z, lengths
-    )
+    log_alpha, log_beta = torch.where(inside, log_alpha, pad), torch.where(inside, log_beta, pad)
+    return ScaledForwardBackward(log_alpha, log_beta, emit, torch.cumsum(scale, dim=1), log_z, lengths)
