@@ -19,7 +19,7 @@ from spacy import util
 from spacy.attrs import IS_SPACE
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
@@ -29,6 +29,7 @@ from .engine import TagScores
 from .feature_cache import FeatureCache
 from .gold import gold_tag_ids
 from .layers.decoding import best_paths, entity_bounds, make_tags, transition_masks
+from .layers.marginals import Lattice
 from .models import PaddedScores, drop_head, ensure_head, get_backbone, get_head, has_head
 
 DEFAULT_MODEL_CONFIG = """
@@ -51,9 +52,12 @@ batch_wordpieces = 8192
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
-# Runtime settings: saved with the model, restored by spacy.load; a config override
-# given at load time wins. Each lives on the model node that uses it.
-SETTINGS = ("exit_threshold", "precision", "train_precision")
+# Runtime settings: saved with the pipeline, restored by spacy.load; a config override
+# given at load time wins. The model's live on the model node that uses them, the
+# decoder's in cfg (as spancat keeps its threshold).
+MODEL_SETTINGS = ("exit_threshold", "precision", "train_precision")
+DECODER_SETTINGS = ("scores", "candidate_threshold", "temperature")
+SETTINGS = MODEL_SETTINGS + DECODER_SETTINGS
 
 if not Doc.has_extension("exit_layer"):
     # the deepest backbone layer a doc's prediction used (None before posattn_ner ran)
@@ -75,6 +79,10 @@ _OWNERS: "weakref.WeakKeyDictionary[PosAttnNER, weakref.ref]" = weakref.WeakKeyD
         "precision": "auto",
         "train_precision": "fp32",
         "exit_distill": 0.0,
+        "scores": True,
+        "spans_key": "posattn_ner",
+        "candidate_threshold": None,
+        "temperature": 1.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -89,6 +97,10 @@ def make_posattn_ner(
     precision: str,
     train_precision: str,
     exit_distill: float,
+    scores: bool,
+    spans_key: str,
+    candidate_threshold: Optional[float],
+    temperature: float,
     scorer: Optional[Callable],
 ) -> "PosAttnNER":
     """Create a posattn_ner component.
@@ -106,6 +118,15 @@ def make_posattn_ner(
         trains in fp32.
     exit_distill (float): with an early-exit model, the weight of the last exit's
         predicted distribution in the targets of the earlier exits (self-distillation).
+    scores (bool): give every entity its probability under the model (forward-backward
+        over the constrained BILUO lattice) in ``doc.spans[spans_key]``, a SpanGroup
+        of the entities with ``attrs["scores"]`` aligned to it. Runtime setting.
+    spans_key (str): the ``doc.spans`` key of the scored entities.
+    candidate_threshold (Optional[float]): also put in that SpanGroup every other span
+        (overlapping ones included) whose probability reaches this; None = entities
+        only. Runtime setting.
+    temperature (float): scores come from the log-probs divided by this (fitted on
+        dev by ``calibrate-confidence``); 1.0 = as the model gives them. Runtime setting.
     """
     component = PosAttnNER(
         nlp.vocab,
@@ -117,6 +138,10 @@ def make_posattn_ner(
         precision=precision,
         train_precision=train_precision,
         exit_distill=exit_distill,
+        scores=scores,
+        spans_key=spans_key,
+        candidate_threshold=candidate_threshold,
+        temperature=temperature,
         scorer=scorer,
     )
     _OWNERS[component] = weakref.ref(nlp)
@@ -125,10 +150,19 @@ def make_posattn_ner(
 
 @dataclass
 class Predictions:
-    """Decoded tag ids per doc (host arrays) and the backbone layer each doc used (-1: empty)."""
+    """What ``predict`` decoded, on the host.
+
+    ``entities`` are the Viterbi path's (doc, start, end, label index) arrays sorted by
+    doc then start; ``entity_scores`` their probabilities (None with scores off);
+    ``candidates`` the (doc, start, end, label, score) arrays of the spans whose
+    probability reaches ``candidate_threshold`` (None when it is off).
+    """
 
     tag_ids: List[numpy.ndarray]
     exit_layer: numpy.ndarray
+    entities: Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]
+    entity_scores: Optional[numpy.ndarray] = None
+    candidates: Optional[Tuple[numpy.ndarray, ...]] = None
 
 
 class PosAttnNER(TrainablePipe):
@@ -151,18 +185,25 @@ class PosAttnNER(TrainablePipe):
         precision: str = "auto",
         train_precision: str = "fp32",
         exit_distill: float = 0.0,
+        scores: bool = True,
+        spans_key: str = "posattn_ner",
+        candidate_threshold: Optional[float] = None,
+        temperature: float = 1.0,
         scorer: Optional[Callable] = None,
     ):
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg: Dict[str, Any] = {"labels": [], "n_layers": None, "hidden_width": None}
+        self.cfg: Dict[str, Any] = {"labels": [], "n_layers": None, "hidden_width": None, "spans_key": spans_key}
         get_backbone(model).cache = FeatureCache(cache_max_ram_mb, cache_dir)
         self.exit_distill = exit_distill
         self.exit_threshold = exit_threshold
         self.precision = precision
         self.train_precision = train_precision
+        self.scores = scores
+        self.candidate_threshold = candidate_threshold
+        self.temperature = temperature
         # what this instance's config says (kept in step by _set): a saved pipeline's
         # settings are restored unless the config it is loaded with says otherwise
         self._config_values = {key: getattr(self, key) for key in SETTINGS}
@@ -195,8 +236,14 @@ class PosAttnNER(TrainablePipe):
     def _setting_node(self, key: str) -> Model:
         return self.model if key == "exit_threshold" else self.model.get_ref("backbone")
 
+    def _get(self, key: str) -> Any:
+        return self._setting_node(key).attrs[key] if key in MODEL_SETTINGS else self.cfg[key]
+
     def _set(self, key: str, value: Any) -> None:
-        self._setting_node(key).attrs[key] = value
+        if key in MODEL_SETTINGS:
+            self._setting_node(key).attrs[key] = value
+        else:
+            self.cfg[key] = value
         nlp = _OWNERS[self]() if self in _OWNERS else None
         if nlp is not None:
             for pipe_name, component in nlp.components:
@@ -209,7 +256,7 @@ class PosAttnNER(TrainablePipe):
     def exit_threshold(self) -> float:
         """Early-exit models: the confidence a doc needs to leave at an exit (1.0 or
         more never exits early, 0.0 always leaves at the first exit)."""
-        return self.model.attrs["exit_threshold"]
+        return self._get("exit_threshold")
 
     @exit_threshold.setter
     def exit_threshold(self, value: float) -> None:
@@ -221,7 +268,7 @@ class PosAttnNER(TrainablePipe):
     @property
     def precision(self) -> str:
         """The backbone's inference precision (see the factory)."""
-        return self.model.get_ref("backbone").attrs["precision"]
+        return self._get("precision")
 
     @precision.setter
     def precision(self, value: str) -> None:
@@ -237,13 +284,53 @@ class PosAttnNER(TrainablePipe):
     @property
     def train_precision(self) -> str:
         """The backbone's precision for training features (see the factory)."""
-        return self.model.get_ref("backbone").attrs["train_precision"]
+        return self._get("train_precision")
 
     @train_precision.setter
     def train_precision(self, value: str) -> None:
         if value not in TRAIN_PRECISIONS:
             raise ValueError(f"posattn_ner: train_precision {value!r} is not one of {', '.join(TRAIN_PRECISIONS)}")
         self._set("train_precision", value)
+
+    @property
+    def scores(self) -> bool:
+        """Whether entities get probabilities in ``doc.spans[spans_key]``."""
+        return self._get("scores")
+
+    @scores.setter
+    def scores(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"posattn_ner: scores must be true or false, got {value!r}")
+        self._set("scores", value)
+
+    @property
+    def candidate_threshold(self) -> Optional[float]:
+        """Spans whose probability reaches this join the scored entities (None: off)."""
+        return self._get("candidate_threshold")
+
+    @candidate_threshold.setter
+    def candidate_threshold(self, value: Optional[float]) -> None:
+        if value is not None:
+            value = float(value)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"posattn_ner: candidate_threshold must be in (0, 1] or None, got {value!r}")
+        self._set("candidate_threshold", value)
+
+    @property
+    def temperature(self) -> float:
+        """Scores are computed from log-probs divided by this (1.0: uncalibrated)."""
+        return self._get("temperature")
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        value = float(value)
+        if not (value > 0.0 and numpy.isfinite(value)):
+            raise ValueError(f"posattn_ner: temperature must be a finite number > 0, got {value!r}")
+        self._set("temperature", value)
+
+    @property
+    def spans_key(self) -> str:
+        return self.cfg["spans_key"]
 
     @property
     def exit_distill(self) -> float:
@@ -309,19 +396,28 @@ class PosAttnNER(TrainablePipe):
         return self._decode(scores, docs)
 
     def _decode(self, scores: TagScores, docs: Sequence[Doc]) -> Predictions:
-        """Constrained Viterbi on the model's device; one transfer to the host."""
+        """Constrained Viterbi (and, with scores on, forward-backward over the same
+        lattice) on the model's device; the results come to the host once."""
         log_probs = scores.log_probs
         device = log_probs.device
         if str(device) not in self._decoding:
             self._decoding[str(device)] = tuple(torch.from_numpy(a).to(device) for a in transition_masks(self.tags))
-        allowed, start, end = self._decoding[str(device)]
+        masks = self._decoding[str(device)]
         lengths = [len(doc) for doc in docs]
         with torch.inference_mode():
             if log_probs.shape[1]:
                 log_probs = log_probs + self._boundary_mask(docs, log_probs.shape[1]).to(device)
-            path = best_paths(log_probs, scores.lengths, allowed, start, end)
+            path = best_paths(log_probs, scores.lengths, *masks)
             path_np, exit_np = path.cpu().numpy(), scores.exit_layer.cpu().numpy()
-        return Predictions([path_np[i, :n] for i, n in enumerate(lengths)], exit_np)
+            tag_ids = [path_np[i, :n] for i, n in enumerate(lengths)]
+            out = Predictions(tag_ids, exit_np, entity_bounds(tag_ids))
+            if (self.scores or self.candidate_threshold is not None) and log_probs.shape[1]:
+                lattice = Lattice(log_probs, scores.lengths, *masks, temperature=self.temperature)
+                out.entity_scores = lattice.span_marginals(*out.entities).cpu().numpy()
+                if self.candidate_threshold is not None:
+                    found = lattice.candidates(self.candidate_threshold)
+                    out.candidates = tuple(a.cpu().numpy() for a in found)
+        return out
 
     def _boundary_mask(self, docs: Sequence[Doc], longest: int) -> torch.Tensor:
         """(B, T, K) additive mask: an entity may run through a whitespace token but
@@ -337,19 +433,40 @@ class PosAttnNER(TrainablePipe):
     def set_annotations(self, docs: Iterable[Doc], predictions: Predictions) -> None:
         docs = list(docs)
         labels = [self.vocab.strings.add(label) for label in self.labels]
-        doc_of, starts, ends, label_of = entity_bounds(predictions.tag_ids)
+        doc_of, starts, ends, label_of = predictions.entities
         bounds = numpy.searchsorted(doc_of, numpy.arange(len(docs) + 1)).tolist()
         starts, ends, label_of = starts.tolist(), ends.tolist(), label_of.tolist()
+        scored = predictions.entity_scores is not None
+        entity_scores = predictions.entity_scores.tolist() if scored else []
         for i, (doc, layer) in enumerate(zip(docs, predictions.exit_layer.tolist())):
             lo, hi = bounds[i], bounds[i + 1]
             spans = [Span(doc, s, e, label=labels[k]) for s, e, k in zip(starts[lo:hi], ends[lo:hi], label_of[lo:hi])]
-            if doc.ents:  # preset entities win; predictions overlapping them are dropped
+            scores = {(s.start, s.end, s.label): p for s, p in zip(spans, entity_scores[lo:hi])}
+            if doc.ents:  # preset entities win (score 1.0: given, not predicted); overlapping predictions go
                 taken = numpy.zeros(len(doc), dtype=bool)
                 for ent in doc.ents:
                     taken[ent.start : ent.end] = True
+                    scores[(ent.start, ent.end, ent.label)] = 1.0
                 spans = list(doc.ents) + [s for s in spans if not taken[s.start : s.end].any()]
             doc.set_ents(spans, default="outside")
             doc._.exit_layer = layer if layer >= 0 else None
+            if scored:
+                ents = {(e.start, e.end, e.label): scores[(e.start, e.end, e.label)] for e in doc.ents}
+                self._set_scored_spans(doc, i, ents, predictions.candidates, labels)
+
+    def _set_scored_spans(self, doc: Doc, i: int, by_span: Dict[tuple, float], candidates, labels) -> None:
+        """``doc.spans[spans_key]``: the entities (``by_span``: (start, end, label) →
+        score) and any candidate spans, sorted by (start, end, label), with
+        ``attrs["scores"]`` aligned (as spancat stores them)."""
+        if candidates is not None:
+            doc_c, start_c, end_c, label_c, score_c = candidates
+            for k in numpy.flatnonzero(doc_c == i).tolist():
+                key = (int(start_c[k]), int(end_c[k]), labels[int(label_c[k])])
+                by_span.setdefault(key, float(score_c[k]))
+        keys = sorted(by_span, key=lambda k: (k[0], k[1], self.vocab.strings[k[2]]))
+        group = SpanGroup(doc, name=self.spans_key, spans=[Span(doc, s, e, label=l) for s, e, l in keys])
+        group.attrs["scores"] = numpy.asarray([by_span[k] for k in keys], dtype="float32")
+        doc.spans[self.spans_key] = group
 
     # -- training --------------------------------------------------------------
     def update(
