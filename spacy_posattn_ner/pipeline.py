@@ -393,9 +393,9 @@ class PosAttnNER(TrainablePipe):
         if not has_head(self.model):
             raise ValueError(f"posattn_ner '{self.name}' is not initialized: call nlp.initialize() first")
         scores: TagScores = self.model.predict(docs)
-        return self._decode(scores, docs)
+        return self.decode(scores, docs)
 
-    def _decode(self, scores: TagScores, docs: Sequence[Doc]) -> Predictions:
+    def decode(self, scores: TagScores, docs: Sequence[Doc]) -> Predictions:
         """Constrained Viterbi (and, with scores on, forward-backward over the same
         lattice) on the model's device; the results come to the host once."""
         log_probs = scores.log_probs

@@ -71,7 +71,7 @@ def test_threshold_one_equals_the_last_head_on_all_layers_at_once(exit_nlp):
         scores = get_head(ner.model).heads[-1](hidden[:, :3].float(), lex_ids, mask)
     lengths = torch.as_tensor([len(d) for d in fresh])
     reference = TagScores(torch.log_softmax(scores, dim=-1), lengths, torch.full((len(fresh),), 2))
-    ner.set_annotations(fresh, ner._decode(reference, fresh))
+    ner.set_annotations(fresh, ner.decode(reference, fresh))
     assert [ents_of(d) for d in docs if len(d)] == [ents_of(d) for d in fresh]
 
 
