@@ -149,22 +149,39 @@ def keep_torch_threads():
     torch.set_num_threads(n)
 
 
+def exit_config(backbone: str, exit_layers=None, threshold: float = 1.0) -> Dict:
+    """A small PosAttnTagger.v2 (exits after every layer of the tiny backbone by default)."""
+    model = {
+        "@architectures": "spacy-posattn-ner.PosAttnTagger.v2",
+        **SMALL_HEAD,
+        "exit_layers": exit_layers,
+        "backbone": {"@architectures": "spacy-posattn-ner.FrozenBackbone.v1", "name": backbone, "window": 24, "stride": 16},
+    }
+    return {"model": model, "exit_threshold": threshold}
+
+
+def trained_exit_nlp(backbone: str, n_iter: int = 40, precision: Optional[str] = "fp32") -> Language:
+    """A small early-exit pipeline trained on the toy examples (one torch thread: a
+    tiny model is much faster so on a busy machine), at ``precision`` if given."""
+    import torch
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=exit_config(backbone))
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(nlp, toy_examples(nlp), n_iter=n_iter)
+    finally:
+        torch.set_num_threads(n_threads)
+    if precision is not None:
+        nlp.get_pipe("posattn_ner").precision = precision
+    return nlp
+
+
 @pytest.fixture(scope="session")
 def tiny_exit_pipeline(tiny_backbone, tmp_path_factory) -> Path:
     """A tiny PosAttnTagger.v2 pipeline (exits after layers 1 and 2), trained on the
     toy examples and saved. Copy it before changing it."""
-    import torch
-
-    from .test_early_exit import exit_config
-
-    nlp = spacy.blank("en")
-    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is much faster on a busy machine
-    try:
-        train(nlp, toy_examples(nlp), n_iter=40)
-    finally:
-        torch.set_num_threads(n_threads)
     path = tmp_path_factory.mktemp("exit-pipeline") / "model"
-    nlp.to_disk(path)
+    trained_exit_nlp(tiny_backbone, precision=None).to_disk(path)
     return path

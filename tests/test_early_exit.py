@@ -11,7 +11,7 @@ from spacy_posattn_ner.engine import TagScores
 from spacy_posattn_ner.layers.lexical import lexical_ids_many
 from spacy_posattn_ner.models import get_backbone, get_head, pad_features
 
-from .conftest import SMALL_HEAD, ents_of, toy_examples, train
+from .conftest import ents_of, exit_config, toy_examples, train, trained_exit_nlp
 
 TEXTS = [
     "Thousands of demonstrators marched through London .",
@@ -22,23 +22,9 @@ TEXTS = [
 ]
 
 
-def exit_config(backbone: str, exit_layers=None, threshold: float = 1.0):
-    model = {
-        "@architectures": "spacy-posattn-ner.PosAttnTagger.v2",
-        **SMALL_HEAD,
-        "exit_layers": exit_layers,
-        "backbone": {"@architectures": "spacy-posattn-ner.FrozenBackbone.v1", "name": backbone, "window": 24, "stride": 16},
-    }
-    return {"model": model, "exit_threshold": threshold}
-
-
 @pytest.fixture(scope="module")
 def exit_nlp(tiny_backbone):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
-    train(nlp, toy_examples(nlp), n_iter=40)
-    nlp.get_pipe("posattn_ner").precision = "fp32"
-    return nlp
+    return trained_exit_nlp(tiny_backbone)
 
 
 def test_exit_layers_default_to_every_layer(exit_nlp):

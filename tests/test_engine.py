@@ -9,15 +9,10 @@ import torch
 from spacy_posattn_ner.backbone import FrozenBackbone
 from spacy_posattn_ner.backbone.layerwise import LayerRunner, WholeModelRunner, is_layerwise, make_runner
 
-from .conftest import ents_of, toy_examples, train
-from .test_early_exit import exit_config
+from .conftest import ents_of, exit_config, toy_examples, train, trained_exit_nlp
+from .test_early_exit import TEXTS as SHORT_TEXTS
 
-TEXTS = [
-    "Thousands of demonstrators marched through London .",
-    "Mahmoud Ahmadinejad met British troops in New York on Tuesday .",
-    "",
-    "The United Nations met in Basra in March .",
-    "Iran 's President spoke .",
+TEXTS = SHORT_TEXTS + [
     " ".join(["Iran 's President Mahmoud Ahmadinejad spoke in London on Tuesday ."] * 12),  # several windows
 ]
 
@@ -25,9 +20,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def trained_exit(tiny_backbone, tmp_path_factory):
     """An early-exit pipeline trained in this process, and the same saved and loaded."""
-    nlp = spacy.blank("en")
-    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
-    train(nlp, toy_examples(nlp), n_iter=25)
+    nlp = trained_exit_nlp(tiny_backbone, n_iter=25, precision=None)
     path = tmp_path_factory.mktemp("engine") / "p"
     nlp.to_disk(path)
     return nlp, spacy.load(path)

@@ -4,8 +4,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
-from .conftest import ents_of, toy_examples, train
-from .test_early_exit import exit_config
+from .conftest import ents_of, trained_exit_nlp
 
 TEXTS = [
     "Iran 's President Mahmoud Ahmadinejad spoke in London on Tuesday .",
@@ -18,11 +17,7 @@ KEY = "posattn_ner"
 
 @pytest.fixture(scope="module")
 def scored(tiny_backbone):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
-    train(nlp, toy_examples(nlp), n_iter=25)
-    nlp.get_pipe("posattn_ner").precision = "fp32"
-    return nlp
+    return trained_exit_nlp(tiny_backbone, n_iter=25)
 
 
 def spans_of(doc):
