@@ -167,7 +167,7 @@ def main(
     eval_limit: int = typer.Option(0, "--eval-limit", min=0, help="Dev and test sentences each (0 = all)"),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=0, help="training.max_epochs override"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=0, help="training.max_steps override (0 = none)"),
-    eval_frequency: Optional[int] = typer.Option(None, "--eval-frequency", min=1, help="training.eval_frequency"),
+    eval_frequency: int = typer.Option(0, "--eval-frequency", min=0, help="training.eval_frequency (0 = the config's)"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, -1 for CPU"),
     output_dir: Path = typer.Option(Path("training-bench"), "--output-dir", help="The run goes to OUTPUT_DIR/SYSTEM"),
     backbone_dir: Optional[Path] = typer.Option(None, "--backbone-dir", file_okay=False,
@@ -192,10 +192,9 @@ def main(
     if eval_limit:
         test_eval = output_dir / system / f"test.first{eval_limit}.spacy"
         write_prefix(blank, test_path, test_eval, eval_limit)
-    limits = {"corpora.train.limit": limit, "corpora.dev.limit": eval_limit}
-    training = {"training.max_epochs": max_epochs, "training.max_steps": max_steps,
-                "training.eval_frequency": eval_frequency}  # fmt: skip
-    overrides = {k: v for k, v in limits.items() if v} | {k: v for k, v in training.items() if v is not None}
+    zero_is_none = {"corpora.train.limit": limit, "corpora.dev.limit": eval_limit, "training.eval_frequency": eval_frequency}
+    training = {"training.max_epochs": max_epochs, "training.max_steps": max_steps}
+    overrides = {k: v for k, v in zero_is_none.items() if v} | {k: v for k, v in training.items() if v is not None}
     fraction = len(train_docs) / n_train_all if scale_schedules and len(train_docs) < n_train_all else None
     run = Run(system, config or Path(CONFIGS[system]), train_path, dev_path, test_eval, output_dir / system, gpu_id,
               overrides, backbone_dir, fraction)  # fmt: skip
