@@ -22,7 +22,7 @@ from wasabi import msg
 
 from scripts.bench.child import run_child
 from scripts.bench.data import read_gold, write_prefix
-from scripts.bench.env import machine_info, this_command, utc_now
+from scripts.bench.cli import BatchSize, DocsFile, Limit, Output, Repeats, Threads, report_head
 from scripts.bench.exits import COMPONENT, NEVER_EXIT
 from scripts.bench.measure import SPEED_DEFINITION, measure
 
@@ -140,27 +140,24 @@ def spacy_benchmark(model: Path, test: Path, limit: int, batch_size: int, n_batc
 
 @app.command()
 def main(
-    test_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Test .spacy file"),
+    test_path: DocsFile,
     ours: Path = typer.Option(..., "--ours", exists=True, file_okay=False, help="Saved posattn_ner pipeline"),
     cnn: Optional[Path] = typer.Option(None, "--cnn", help="Saved spaCy CNN ner pipeline (left out if missing)"),
     trf: Optional[Path] = typer.Option(None, "--trf", help="Saved spacy-transformers pipeline (left out if missing)"),
     precisions: str = typer.Option(",".join(PRECISIONS), "--precisions", help="posattn_ner precisions to run"),
-    n_threads: int = typer.Option(2, "--n-threads", min=1, help="torch threads"),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="nlp.pipe batch size, every system"),
-    repeats: int = typer.Option(2, "--repeats", min=1, help="Timed passes per row (best kept)"),
-    limit: int = typer.Option(0, "--limit", min=0, help="Test docs, the first in file order (0 = all)"),
+    n_threads: Threads = 2,
+    batch_size: BatchSize = 256,
+    repeats: Repeats = 2,
+    limit: Limit = 0,
     with_spacy_benchmark: bool = typer.Option(True, "--spacy-benchmark/--no-spacy-benchmark",
                                               help="Also run `spacy benchmark speed` on --ours"),  # fmt: skip
     spacy_batches: int = typer.Option(50, "--spacy-batches", min=30, help="spacy benchmark speed --batches"),
     spacy_warmup: int = typer.Option(1, "--spacy-warmup", min=0, help="spacy benchmark speed --warmup (epochs)"),
-    output: Path = typer.Option(Path("metrics/benchmark_speed.json"), "--output", help="JSON report"),
+    output: Output = Path("metrics/benchmark_speed.json"),
 ) -> None:
     """Test F1 and CPU words/s: posattn_ner per precision and exit setting, the CNN, the transformer."""
-    import torch
-
     precision_list = parse_precisions(precisions)
-    command = this_command("scripts.benchmark_speed")
-    torch.set_num_threads(n_threads)
+    head = report_head("scripts.benchmark_speed", n_threads)
     try:  # load everything first: a bad path fails before any measuring
         nlp = load_pipeline(ours, COMPONENT)
         systems, loaded = peers(cnn, trf)
@@ -179,11 +176,8 @@ def main(
         with tempfile.TemporaryDirectory(prefix="benchmark-speed-") as tmp:
             bench = spacy_benchmark(ours, test_path, limit, batch_size, spacy_batches, spacy_warmup, n_threads, Path(tmp))
     report = {
-        "date": utc_now(),
-        "command": command,
-        "machine": machine_info(),
+        **head,
         "speed_definition": SPEED_DEFINITION,
-        "torch_threads": torch.get_num_threads(),
         "test": str(test_path),
         "limit": limit,
         "n_docs": len(refs),

@@ -28,7 +28,7 @@ from wasabi import msg
 
 from scripts.bench.child import run_child
 from scripts.bench.data import count_docs, read_gold, write_prefix
-from scripts.bench.env import machine_info, this_command, utc_now
+from scripts.bench.cli import DocsFile, Output, report_head
 
 app = typer.Typer(add_completion=False)
 
@@ -158,9 +158,9 @@ def embedded_backbone() -> Path:
 @app.command()
 def main(
     system: str = typer.Argument(..., help="ours, cnn or trf"),
-    train_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training .spacy file"),
-    dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Dev .spacy file"),
-    test_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Test .spacy file"),
+    train_path: DocsFile,
+    dev_path: DocsFile,
+    test_path: DocsFile,
     config: Optional[Path] = typer.Option(None, "--config", exists=True, dir_okay=False,
                                           help="Training config (default: the system's in configs/)"),  # fmt: skip
     limit: int = typer.Option(0, "--limit", min=0, help="Training sentences, the first in file order (0 = all)"),
@@ -174,7 +174,7 @@ def main(
                                                 help="trf: local model directory (default: the embedded MiniLM)"),  # fmt: skip
     scale_schedules: bool = typer.Option(True, "--scale-schedules/--full-schedules",
                                          help="With --limit, scale step-based schedules to the subset"),  # fmt: skip
-    output: Path = typer.Option(..., "--output", help="JSON report, e.g. metrics/benchmark_train_ours.json"),
+    output: Output = ...,
 ) -> None:
     """Train one system, time it to its best dev F1, test it; write the JSON report."""
     import spacy
@@ -183,7 +183,7 @@ def main(
         raise typer.BadParameter(f"{system!r} is not one of {', '.join(CONFIGS)}", param_hint="SYSTEM")
     if system == "trf" and backbone_dir is None:
         backbone_dir = embedded_backbone()
-    command = this_command("scripts.benchmark_train")
+    head = report_head("scripts.benchmark_train", gpu_id=gpu_id)
     blank = spacy.blank("en")
     n_train_all = count_docs(train_path)
     train_docs = read_gold(blank, train_path, limit)
@@ -198,14 +198,12 @@ def main(
     fraction = len(train_docs) / n_train_all if scale_schedules and len(train_docs) < n_train_all else None
     run = Run(system, config or Path(CONFIGS[system]), train_path, dev_path, test_eval, output_dir / system, gpu_id,
               overrides, backbone_dir, fraction)  # fmt: skip
-    machine = machine_info(gpu_id)
-    date = utc_now()
     result = train_and_test(run, train_words)
     settings = {"train": str(train_path), "dev": str(dev_path), "test": str(test_path), "test_evaluated": str(test_eval),
                 "limit": limit, "eval_limit": eval_limit, "train_sentences": len(train_docs), "train_words": train_words,
                 "train_sentences_total": n_train_all, "gpu_id": gpu_id, "schedule_fraction": fraction,
                 "backbone_dir": str(backbone_dir) if backbone_dir else None}  # fmt: skip
-    report = {"date": date, "command": command, "machine": machine, "settings": settings, **result}
+    report = {**head, "settings": settings, **result}
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output, report)
     if result.get("error"):

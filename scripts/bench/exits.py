@@ -7,8 +7,9 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from wasabi import msg
 
+from .data import read_gold
 from .markdown import fmt_layer, fmt_threshold
-from .measure import measure
+from .measure import SPEED_DEFINITION, measure
 
 COMPONENT = "posattn_ner"
 NEVER_EXIT = 1.0
@@ -77,6 +78,25 @@ def run_grid(
     finally:
         pipe.exit_threshold = saved
     return rows
+
+
+def grid_command(model_dir: Path, data: Tuple[str, Path], spec: Optional[str], *, extremes_and_own: bool,
+                 limit: int, batch_size: int, repeats: int) -> Tuple[Language, Any, Dict[str, Any]]:  # fmt: skip
+    """What calibrate-exit and benchmark-exit share: load the pipeline (exit 1 with the
+    reason if it has no exits), run the grid (never-exit always; with
+    ``extremes_and_own`` also 0 and the pipeline's own threshold) on the docs of
+    ``data`` = (report key, path); returns nlp, the pipe and the report's body."""
+    try:
+        nlp, pipe = load_exit_pipeline(model_dir)
+    except NoExitLayersError as err:
+        msg.fail(str(err), exits=1)
+    include = (NEVER_EXIT, ALWAYS_FIRST, pipe.exit_threshold) if extremes_and_own else (NEVER_EXIT,)
+    refs = read_gold(nlp, data[1], limit)
+    rows = run_grid(nlp, pipe, refs, parse_thresholds(spec, include), batch_size, repeats)
+    body = {"speed_definition": SPEED_DEFINITION, "model": str(model_dir), data[0]: str(data[1]), "n_docs": len(refs),
+            "n_words": rows[0]["n_words"], "batch_size": batch_size, "repeats": repeats,
+            "exit_layers": list(pipe.exit_layers), "rows": rows}  # fmt: skip
+    return nlp, pipe, body
 
 
 def reference_row(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:

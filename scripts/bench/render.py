@@ -221,7 +221,7 @@ def exit_section(report: Mapping[str, Any]) -> str:
     out = [
         "## Early exit: speed against F1",
         "",
-        f"`{report['model']}` on `{report['test']}` ({report['n_docs']:,} docs, {report['n_words']:,} words), "
+        f"`{report['model']}` on `{report['data']}` ({report['n_docs']:,} docs, {report['n_words']:,} words), "
         f"exit layers {report['exit_layers']}, on CPU (torch threads: {report['torch_threads']}). "
         f"Calibrated threshold (the model's config): **{fmt_threshold(calibrated)}**{not_calibrated}.",
         "",
