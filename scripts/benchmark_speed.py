@@ -140,6 +140,7 @@ def spacy_benchmark(model: Path, test: Path, limit: int, batch_size: int, n_batc
 
 @app.command()
 def main(
+    ctx: typer.Context,
     test_path: DocsFile,
     ours: Path = typer.Option(..., "--ours", exists=True, file_okay=False, help="Saved posattn_ner pipeline"),
     cnn: Optional[Path] = typer.Option(None, "--cnn", help="Saved spaCy CNN ner pipeline (left out if missing)"),
@@ -157,7 +158,7 @@ def main(
 ) -> None:
     """Test F1 and CPU words/s: posattn_ner per precision and exit setting, the CNN, the transformer."""
     precision_list = parse_precisions(precisions)
-    head = report_head("scripts.benchmark_speed", n_threads)
+    head = report_head(ctx, "scripts.benchmark_speed", n_threads)
     try:  # load everything first: a bad path fails before any measuring
         nlp = load_pipeline(ours, COMPONENT)
         systems, loaded = peers(cnn, trf)

@@ -20,7 +20,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Annotated, Any, Dict, List, Optional
 
 import srsly
 import typer
@@ -157,7 +157,8 @@ def embedded_backbone() -> Path:
 
 @app.command()
 def main(
-    system: str = typer.Argument(..., help="ours, cnn or trf"),
+    ctx: typer.Context,
+    system: Annotated[str, typer.Argument(help="ours, cnn or trf")],
     train_path: DocsFile,
     dev_path: DocsFile,
     test_path: DocsFile,
@@ -183,7 +184,7 @@ def main(
         raise typer.BadParameter(f"{system!r} is not one of {', '.join(CONFIGS)}", param_hint="SYSTEM")
     if system == "trf" and backbone_dir is None:
         backbone_dir = embedded_backbone()
-    head = report_head("scripts.benchmark_train", gpu_id=gpu_id)
+    head = report_head(ctx, "scripts.benchmark_train", gpu_id=gpu_id)
     blank = spacy.blank("en")
     n_train_all = count_docs(train_path)
     train_docs = read_gold(blank, train_path, limit)

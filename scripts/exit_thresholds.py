@@ -52,6 +52,7 @@ def calibrate(nlp: Any, pipe: Any, rows: list, max_loss: float, save_to: Path) -
 
 @app.command()
 def main(
+    ctx: typer.Context,
     model_dir: Pipeline,
     data_path: DocsFile,
     thresholds: Thresholds = None,
@@ -65,7 +66,7 @@ def main(
     output: Output = Path("metrics/benchmark_exit.json"),
 ) -> None:
     """Test F1 and CPU words/s at each exit threshold (0, 1 and the pipeline's own always run)."""
-    head = report_head("scripts.exit_thresholds", n_threads)
+    head = report_head(ctx, "scripts.exit_thresholds", n_threads)
     try:
         nlp, pipe = load_exit_pipeline(model_dir)
     except NoExitLayersError as err:

@@ -17,12 +17,12 @@ Threads = Annotated[int, typer.Option("--n-threads", min=0, help="torch threads 
 Thresholds = Annotated[Optional[str], typer.Option("--thresholds", help="Comma-separated exit thresholds")]
 
 
-def report_head(module: str, n_threads: int = 0, gpu_id: int = -1) -> Dict[str, Any]:
+def report_head(ctx: typer.Context, module: str, n_threads: int = 0, gpu_id: int = -1) -> Dict[str, Any]:
     """Date, command and machine of a run, taken before it measures anything (so the
     load average is the one it started under); sets torch's threads first."""
     import torch
 
     if n_threads:
         torch.set_num_threads(n_threads)
-    return {"date": utc_now(), "command": this_command(module), "machine": machine_info(gpu_id),
+    return {"date": utc_now(), "command": this_command(ctx, module), "machine": machine_info(gpu_id),
             "torch_threads": torch.get_num_threads()}  # fmt: skip

@@ -6,7 +6,7 @@ import shlex
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Dict, List, Optional
 
-import click
+import typer
 
 
 def machine_info(gpu_id: int = -1) -> Dict[str, Any]:
@@ -52,22 +52,18 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def this_command(module: str) -> str:
-    """The command line that reproduces the running typer/click command, every
-    parameter spelled out (defaults included), so a report says exactly what ran."""
-    ctx = click.get_current_context()
+def this_command(ctx: typer.Context, module: str) -> str:
+    """The command line that reproduces the running typer command, every parameter
+    spelled out (defaults included), so a report says exactly what ran."""
     parts: List[str] = ["python", "-m", module]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if isinstance(param, click.Argument):
+        if param.param_type_name == "argument":
             parts.append(str(value))
-        elif value is None:
+        elif value is None or (param.is_flag and not param.secondary_opts and not value):
             continue
-        elif param.is_flag and param.secondary_opts:
-            parts.append(param.opts[0] if value else param.secondary_opts[0])
         elif param.is_flag:
-            if value:
-                parts.append(param.opts[0])
+            parts.append(param.opts[0] if value else param.secondary_opts[0])
         else:
             parts += [param.opts[0], str(value)]
     return shlex.join(parts)

@@ -5,7 +5,7 @@ machine lookup, so the same metrics/ always renders the same text. Ratios and
 differences are computed here from the measured rows, never stored twice.
 """
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import jinja2
 import srsly
@@ -131,11 +131,11 @@ def train_section(results: Sequence[Mapping[str, Any]]) -> str:
     settings = results[0]["settings"]
     one_run = len({(r["date"], r["command"]) for r in results}) == 1
     how = ("one after the other, on the same machine" if one_run
-           else "one project command each (commands, machines and dates below)")  # fmt: skip
+           else "one project command each (the runs are listed below)")  # fmt: skip
     out = [
         "## Training cost: posattn_ner vs the spaCy CNN and fine-tuned MiniLM",
         "",
-        f"Measured {', '.join(dict.fromkeys(r['date'] for r in results))} on {train_scope(settings)}; every system "
+        f"Measured {when(r['date'] for r in results)} on {train_scope(settings)}; every system "
         f"trained in its own `spacy train` process, {how}.",
         "",
         table(["system", "train sentences", "epochs to best", "wall time to best", "total wall time", "best dev F1",
@@ -159,10 +159,17 @@ def train_section(results: Sequence[Mapping[str, Any]]) -> str:
     ]
     if one_run:
         return "\n".join(out + footer(results[0], results[0]["machine"]["torch_threads"], train_gpu(results[0])))
+    out += ["", "Runs:", ""]
     for res in results:
-        out += ["", f"{res['system']}: `{res['command']}`; "
-                + machine_line(res["machine"], res["machine"]["torch_threads"], train_gpu(res)) + f" {res['date']}"]  # fmt: skip
+        machine = machine_line(res["machine"], res["machine"]["torch_threads"], train_gpu(res))
+        out.append(f"- {res['system']}, {res['date']}: `{res['command']}`. {machine}")
     return "\n".join(out)
+
+
+def when(dates: Iterable[str]) -> str:
+    """One date, or the first and last of several."""
+    distinct = sorted(set(dates))
+    return distinct[0] if len(distinct) == 1 else f"between {distinct[0]} and {distinct[-1]}"
 
 
 def train_gpu(report: Mapping[str, Any]) -> str:
