@@ -64,18 +64,6 @@ def load_pipeline(path: Path, need: str) -> Language:
     return nlp
 
 
-def resolved_precision(pipe: Any) -> str:
-    """The precision ``pipe.precision`` ('auto' included) runs at on this machine."""
-    found = getattr(pipe, "resolved_precision", None)
-    if found is not None:
-        return found
-    import torch  # until the engine's pipe.resolved_precision lands on main
-
-    from spacy_posattn_ner.backbone import resolve_precision
-
-    return resolve_precision(pipe.precision, torch.device("cpu"))
-
-
 def peers(cnn: Optional[Path], trf: Optional[Path]) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Language]]:
     """The optional systems: what the report says of each, and those that loaded."""
     systems: Dict[str, Dict[str, Any]] = {}
@@ -102,7 +90,7 @@ def ours_rows(nlp: Language, refs: List[Doc], precisions: List[str], batch_size:
     for precision in precisions:
         for exit_name, threshold in exits:
             pipe.precision, pipe.exit_threshold = precision, threshold
-            row = {"system": "ours", "precision": precision, "resolved_precision": resolved_precision(pipe),
+            row = {"system": "ours", "precision": precision, "resolved_precision": pipe.resolved_precision,
                    "exit": exit_name, "exit_threshold": threshold}  # fmt: skip
             row.update(measure(nlp, refs, batch_size=batch_size, repeats=repeats, layer_keys=pipe.exit_layers or ()))
             msg.text(f"ours {precision}, exit {exit_name}: F1 {row['ents_f']:.4f}, {row['words_per_second']:,.0f} words/s")
@@ -190,7 +178,7 @@ def main(
             "exit_layers": list(pipe.exit_layers) if pipe.exit_layers else None,
             "calibrated_threshold": pipe.exit_threshold,
             "saved_precision": pipe.precision,
-            "saved_resolved": resolved_precision(pipe),
+            "saved_resolved": pipe.resolved_precision,
             "precisions": precision_list,
         },
         "systems": systems,

@@ -5,8 +5,11 @@ The corpus (see ``shared/assets/gmb/README.md``) is one CSV with the columns
 on a sentence's first row and ``Tag`` is IOB2 over the eight GMB entity types.
 Every figure the project reports is computed on this file, so the reader is
 deliberately strict: anything unexpected is a :class:`GmbFormatError` naming
-the file and the CSV line, never a silently dropped or repaired token (the one
-documented repair is the cp1252 punctuation described in :func:`read_gmb`).
+the file and the CSV line, never a silently dropped, merged or repaired token
+(the one documented repair is the cp1252 punctuation described in
+:func:`read_gmb`). One physical line is one row: a quoted field may hold a
+comma or a quote (the real file writes the words ``,`` and ``"`` that way), but
+never a line break, so a stray ``"`` cannot make the CSV module join lines.
 
 This module imports only the standard library at import time; spaCy is
 imported lazily by :func:`sentences_to_docs`, so reading and validating the
@@ -21,6 +24,7 @@ import re
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -28,23 +32,31 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    NamedTuple,
     Optional,
+    Sequence,
     TextIO,
     Tuple,
     Union,
 )
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps spaCy out of import time
-    from spacy.tokens import Doc
+    from spacy.tokens import Doc, Span, Token
     from spacy.vocab import Vocab
 
 __all__ = [
     "GMB_LABELS",
+    "CorpusCounts",
+    "GmbCounts",
     "GmbFormatError",
+    "GmbReader",
     "GmbSentence",
     "canonical_split",
+    "count_sentences",
+    "doc_sentences",
     "read_gmb",
     "sentences_to_docs",
+    "verify_docs",
 ]
 
 #: The eight GMB entity types, sorted; the only labels a ``B-``/``I-`` tag may carry.
@@ -191,8 +203,44 @@ def _open_text(path: Path) -> Iterator[Tuple[TextIO, str]]:
             yield text, str(path)
 
 
-def read_gmb(path: Union[str, Path]) -> Iterator[GmbSentence]:
-    """Yield the sentences of a GMB ``ner_dataset.csv`` (plain or in a ``.zip``), in file order.
+@dataclass
+class GmbCounts:
+    """What one pass over a GMB file saw, filled in while a :class:`GmbReader` reads.
+
+    The converter reports these figures of the file itself, not only of what
+    it kept, so a file whose lines and tokens disagree cannot pass for a clean
+    conversion. Once the whole file is read (``complete``), the reader has
+    checked ``lines == rows + 1`` (the header) and ``rows == tokens``.
+    """
+
+    lines: int = 0  #: physical lines, the header included
+    rows: int = 0  #: CSV data rows, the header not included
+    sentences: int = 0
+    tokens: int = 0
+    complete: bool = False
+
+
+class GmbReader(Iterator[GmbSentence]):
+    """The sentences of one GMB file in file order, plus :attr:`counts` of what was read.
+
+    Returned by :func:`read_gmb`; an iterator, so it is read once. ``counts``
+    grows while iterating and is final when ``counts.complete`` is True.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts = GmbCounts()
+        self._sentences = _iter_sentences(path, self.counts)
+
+    def __iter__(self) -> "GmbReader":
+        return self
+
+    def __next__(self) -> GmbSentence:
+        return next(self._sentences)
+
+
+def read_gmb(path: Union[str, Path]) -> GmbReader:
+    """Read the sentences of a GMB ``ner_dataset.csv`` (plain or in a ``.zip``), in file order.
 
     Strict on purpose, so a damaged or different file cannot silently change
     the benchmark: raises :class:`GmbFormatError` (file and 1-based CSV line in
@@ -202,6 +250,16 @@ def read_gmb(path: Union[str, Path]) -> Iterator[GmbSentence]:
     ``x`` in :data:`GMB_LABELS`, an ``I-x`` not preceded by ``B-x``/``I-x`` in
     the same sentence, and a word that is empty, whitespace only, or has
     leading/trailing whitespace. A ``.zip`` must hold exactly one ``.csv``.
+
+    One physical line is one row. Quoted fields are read as CSV (the real
+    file writes the word ``,`` as ``","``, the word ``"`` quoted and doubled,
+    and ``1,000`` as ``"1,000"``), but a quoted field still open at the end of
+    its line is an error: it is either a stray ``"`` (the csv module would run
+    the field on to the next ``"``, merging the rows in between into one word)
+    or a line break inside quotes. Also refused: a NUL byte, a line whose line
+    break differs from the header's (a bare ``\\r`` or ``\\n`` inside a field),
+    and malformed quoting such as ``"ab"c``. A ``"`` inside an unquoted field
+    (``ab"c``) merges nothing and is kept as part of the word.
 
     Every row becomes exactly one word with its tag; nothing is dropped. The
     file is decoded as latin-1 (lossless for any byte), but the code points
@@ -214,39 +272,84 @@ def read_gmb(path: Union[str, Path]) -> Iterator[GmbSentence]:
     as they are, as one word. The POS column is read but not returned.
 
     The file is opened lazily: format errors surface while iterating, but a
-    missing file raises ``FileNotFoundError`` immediately.
+    missing file raises ``FileNotFoundError`` immediately. The returned
+    :class:`GmbReader` counts the file's lines and rows as it goes.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GMB corpus not found: {path}")
-    return _iter_sentences(path)
+    return GmbReader(path)
 
 
-def _iter_sentences(path: Path) -> Iterator[GmbSentence]:
+def _line_end(text: str) -> str:
+    """The line break ending ``text`` (``\\r\\n``, ``\\n`` or ``\\r``); '' for a last line without one."""
+    if text.endswith("\r\n"):
+        return "\r\n"
+    return text[-1:] if text[-1:] in ("\r", "\n") else ""
+
+
+def _show(text: str, limit: int = 80) -> str:
+    """``repr`` of a line for an error message, cut short: a damaged line can be huge."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _iter_sentences(path: Path, counts: GmbCounts) -> Iterator[GmbSentence]:
     with _open_text(path) as (stream, source):
-        reader = csv.reader(stream)
-        # A row's first line is one after the previous row's last line
-        # (``reader.line_num`` counts physical lines, quoted newlines included).
-        prev_end = 0
 
-        def fail(line: int, problem: str) -> GmbFormatError:
+        def fail(line: Optional[int], problem: str) -> GmbFormatError:
             return GmbFormatError(source, line, problem)
 
+        parsed = 0  # rows the csv reader has returned, the header included
+
+        def physical_lines() -> Iterator[str]:
+            """Feed the csv reader one checked line at a time, and no row a second line.
+
+            The csv reader asks for another line before it returns a row only
+            when a quoted field is still open at the end of the line; that is
+            refused here, naming the line where the field opened. The stream
+            (``newline=""``) ends lines at ``\\r``, ``\\n`` and ``\\r\\n`` only.
+            """
+            eol: Optional[str] = None  # the header's line break; later lines must match it
+            for text in stream:
+                counts.lines += 1
+                line = counts.lines
+                if "\x00" in text:
+                    raise fail(line, f"NUL byte at column {text.index(chr(0)) + 1}: {_show(text)}")
+                end = _line_end(text)
+                if eol is None:
+                    eol = end
+                elif end and end != eol:
+                    raise fail(
+                        line,
+                        f"line ends with {end!r} but the header with {eol!r} "
+                        f"(a line break inside a field?): {_show(text)}",
+                    )
+                yield text
+                if parsed != line:
+                    raise fail(
+                        line,
+                        "a quoted field is still open at the end of the line (a stray '\"', "
+                        "or a line break inside quotes); refusing to join the row with the "
+                        f"next line: {_show(text)}",
+                    )
+
+        reader = csv.reader(physical_lines(), strict=True)
         try:
             header = next(reader, None)
             if header is None:
                 raise fail(1, f"file is empty, expected the header {','.join(GMB_HEADER)}")
+            parsed = 1
             if tuple(header) != GMB_HEADER:
                 raise fail(1, f"header is {header!r}, expected {list(GMB_HEADER)!r}")
-            prev_end = reader.line_num
 
             words: List[str] = []
             tags: List[str] = []
             start = 0  # line of the current sentence's first row; 0 = none yet
             prev_tag: Optional[str] = None
             for row in reader:
-                line = prev_end + 1
-                prev_end = reader.line_num
+                parsed += 1
+                counts.rows += 1
+                line = counts.lines  # physical_lines() gives every row exactly one line
                 if len(row) != len(GMB_HEADER):
                     raise fail(line, f"expected {len(GMB_HEADER)} columns, got {len(row)}: {row!r}")
                 marker, raw_word, _pos, tag = row
@@ -254,6 +357,7 @@ def _iter_sentences(path: Path) -> Iterator[GmbSentence]:
                     if not _SENTENCE_MARKER.fullmatch(marker):
                         raise fail(line, f"'Sentence #' is {marker!r}, expected 'Sentence: N'")
                     if words:
+                        counts.sentences += 1
                         yield GmbSentence(tuple(words), tuple(tags), start)
                     words, tags, start, prev_tag = [], [], line, None
                 elif not start:
@@ -269,53 +373,167 @@ def _iter_sentences(path: Path) -> Iterator[GmbSentence]:
                     raise fail(line, problem)
                 words.append(word)
                 tags.append(tag)
+                counts.tokens += 1
                 prev_tag = tag
             if words:
+                counts.sentences += 1
                 yield GmbSentence(tuple(words), tuple(tags), start)
         except csv.Error as err:
-            raise fail(prev_end + 1, f"unreadable CSV: {err}") from err
+            raise fail(counts.lines, f"malformed CSV: {err}") from err
+        # A tripwire: physical_lines() and the loop above make these hold by construction.
+        if (counts.lines, counts.tokens) != (counts.rows + 1, counts.rows):
+            raise fail(
+                None,
+                f"read {counts.lines:,} lines but {counts.rows:,} rows and "
+                f"{counts.tokens:,} tokens (expected lines = rows + 1 = tokens + 1)",
+            )
+        counts.complete = True
 
 
-def _doc_tags(doc: "Doc") -> List[str]:
-    return ["O" if t.ent_iob_ == "O" else f"{t.ent_iob_}-{t.ent_type_}" for t in doc]
+class CorpusCounts(NamedTuple):
+    """Sentences, tokens and entities of a split, as read (from the CSV) or as written (in Docs)."""
+
+    sentences: int
+    tokens: int
+    entities: int
 
 
-def sentences_to_docs(vocab: "Vocab", sentences: Iterable[GmbSentence]) -> Iterator["Doc"]:
-    """Yield one spaCy ``Doc`` per sentence, one token per word, entities from the tags.
+def count_sentences(sentences: Sequence[GmbSentence]) -> CorpusCounts:
+    """What the sentences hold; an entity is a ``B-`` tag (IOB2, so ``I-`` only continues one)."""
+    return CorpusCounts(
+        len(sentences),
+        sum(len(sent.words) for sent in sentences),
+        sum(tag.startswith("B-") for sent in sentences for tag in sent.tags),
+    )
 
-    Tokens are separated by one space (no space after the last one), and every
-    token gets an explicit entity annotation (``O`` included), so the Docs
-    can be used as complete NER gold data. Raises ``ValueError`` (naming the
-    sentence's CSV line) if a sentence has invalid IOB2 tags, or if spaCy
-    would not give exactly ``len(sentence.words)`` tokens with the same texts
-    and tags: the benchmark's token counts must survive the conversion.
+
+def _doc_tags(tokens: Iterable["Token"]) -> List[str]:
+    return ["O" if t.ent_iob_ == "O" else f"{t.ent_iob_}-{t.ent_type_}" for t in tokens]
+
+
+def _check_tags(sent: GmbSentence) -> None:
+    """Raise ``ValueError`` naming the sentence's line and word if its tags are not valid IOB2."""
+    prev: Optional[str] = None
+    for i, tag in enumerate(sent.tags):
+        problem = _tag_problem(tag, prev)
+        if problem is not None:
+            raise ValueError(f"sentence at line {sent.line}, word {i} ({sent.words[i]!r}): {problem}")
+        prev = tag
+
+
+def sentences_to_docs(
+    vocab: "Vocab", sentences: Iterable[GmbSentence], n_sents: int = 1
+) -> Iterator["Doc"]:
+    """Yield spaCy ``Doc`` objects of ``n_sents`` consecutive sentences, one token per word, entities from the tags.
+
+    Tokens are separated by one space (no space after a Doc's last one), and
+    every token gets an explicit entity annotation (``O`` included), so the
+    Docs can be used as complete NER gold data. With ``n_sents`` = 1 (the
+    default) a Doc is one sentence with no sentence annotation. With more
+    (like ``spacy convert -n``), a Doc holds up to ``n_sents`` sentences, the
+    last Doc whatever remains, with sentence starts set, so ``doc.sents`` gives
+    back each sentence exactly; longer Docs give the model context across
+    sentences. Group the sentences of one split at a time: a Doc never mixes
+    splits because it only ever sees the sentences passed in.
+
+    Raises ``ValueError`` at once for ``n_sents`` < 1, and (naming the
+    sentence's CSV line) if a sentence has no words or invalid IOB2 tags, or
+    if spaCy would not give back exactly its words, tags and sentence
+    boundaries: the benchmark's counts must survive the conversion.
     """
+    if isinstance(n_sents, bool) or not isinstance(n_sents, int) or n_sents < 1:
+        raise ValueError(f"n_sents (sentences per doc) must be an integer >= 1, got {n_sents!r}")
+    return _iter_docs(vocab, sentences, n_sents)
+
+
+def _iter_docs(vocab: "Vocab", sentences: Iterable[GmbSentence], n_sents: int) -> Iterator["Doc"]:
+    sentences = iter(sentences)
+    while True:
+        group = list(islice(sentences, n_sents))
+        if not group:
+            return
+        yield _group_to_doc(vocab, group, mark_sents=n_sents > 1)
+
+
+def _group_to_doc(vocab: "Vocab", group: List[GmbSentence], mark_sents: bool) -> "Doc":
+    """One Doc of the sentences in ``group``, checked token by token against them."""
     from spacy.tokens import Doc  # lazy: keep the module light to import
 
-    for sent in sentences:
-        n = len(sent.words)
-        where = f"sentence at line {sent.line}"
-        if n == 0:
-            raise ValueError(f"{where}: no words")
-        prev: Optional[str] = None
-        for i, tag in enumerate(sent.tags):
-            problem = _tag_problem(tag, prev)
-            if problem is not None:
-                raise ValueError(f"{where}, word {i} ({sent.words[i]!r}): {problem}")
-            prev = tag
-        spaces = [True] * (n - 1) + [False]
-        try:
-            doc = Doc(vocab, words=list(sent.words), spaces=spaces, ents=list(sent.tags))
-        except (ValueError, KeyError) as err:
-            raise ValueError(f"{where}: spaCy rejected the sentence: {err}") from err
-        if len(doc) != n or any(tok.text != word for tok, word in zip(doc, sent.words)):
-            raise ValueError(
-                f"{where}: spaCy made {len(doc)} tokens {[t.text for t in doc]!r} "
-                f"from {n} words {list(sent.words)!r}"
-            )
-        if _doc_tags(doc) != list(sent.tags):
-            raise ValueError(
-                f"{where}: entity tags changed in the Doc: {_doc_tags(doc)!r} "
-                f"!= {list(sent.tags)!r}"
-            )
-        yield doc
+    for sent in group:
+        if not sent.words:
+            raise ValueError(f"sentence at line {sent.line}: no words")
+        _check_tags(sent)
+    if len(group) == 1:
+        where, what = f"sentence at line {group[0].line}", "sentence"
+    else:
+        where, what = f"doc of the sentences at lines {group[0].line}-{group[-1].line}", "doc"
+    words = [word for sent in group for word in sent.words]
+    tags = [tag for sent in group for tag in sent.tags]
+    n = len(words)
+    spaces = [True] * (n - 1) + [False]
+    starts = [i == 0 for sent in group for i in range(len(sent.words))] if mark_sents else None
+    try:
+        doc = Doc(vocab, words=words, spaces=spaces, ents=tags, sent_starts=starts)
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{where}: spaCy rejected the {what}: {err}") from err
+    if len(doc) != n or any(tok.text != word for tok, word in zip(doc, words)):
+        raise ValueError(
+            f"{where}: spaCy made {len(doc)} tokens {[t.text for t in doc]!r} "
+            f"from {n} words {words!r}"
+        )
+    if _doc_tags(doc) != tags:
+        raise ValueError(f"{where}: entity tags changed in the Doc: {_doc_tags(doc)!r} != {tags!r}")
+    if mark_sents:
+        bounds, at = [], 0
+        for sent in group:
+            bounds.append((at, at + len(sent.words)))
+            at += len(sent.words)
+        got = [(span.start, span.end) for span in doc.sents]
+        if got != bounds:
+            raise ValueError(f"{where}: sentence boundaries changed in the Doc: {got!r} != {bounds!r}")
+    return doc
+
+
+def doc_sentences(doc: "Doc") -> List["Span"]:
+    """The sentences of a converted Doc: ``doc.sents`` where sentence starts are set, else the whole Doc.
+
+    Docs written with ``n_sents`` = 1 carry no sentence annotation (each is one
+    sentence, as the converter always wrote them), and ``doc.sents`` would
+    raise on them.
+    """
+    return list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
+
+
+def verify_docs(docs: Iterable["Doc"], sentences: Sequence[GmbSentence]) -> CorpusCounts:
+    """Check that ``docs`` hold exactly ``sentences`` in order (words, tags, boundaries); count what they hold.
+
+    The converter runs this on the Docs read back from the file it wrote, so
+    nothing lost, merged or moved between the CSV and the DocBin goes
+    unnoticed. Raises ``ValueError`` naming the first sentence (by CSV line)
+    that differs, is missing or is extra.
+    """
+    n_sents = n_tokens = n_ents = 0
+    for doc in docs:
+        n_tokens += len(doc)
+        n_ents += len(doc.ents)
+        for span in doc_sentences(doc):
+            if n_sents == len(sentences):
+                raise ValueError(
+                    f"the docs hold more than the {len(sentences):,} sentences expected; "
+                    f"the first extra one is {span.text!r}"
+                )
+            sent = sentences[n_sents]
+            words = tuple(token.text for token in span)
+            tags = tuple(_doc_tags(span))
+            if (words, tags) != (sent.words, sent.tags):
+                raise ValueError(
+                    f"sentence at line {sent.line} differs in the docs: {list(zip(words, tags))!r} "
+                    f"!= {list(zip(sent.words, sent.tags))!r}"
+                )
+            n_sents += 1
+    if n_sents < len(sentences):
+        raise ValueError(
+            f"the docs hold {n_sents:,} of the {len(sentences):,} sentences expected; "
+            f"the first missing one is the sentence at line {sentences[n_sents].line}"
+        )
+    return CorpusCounts(n_sents, n_tokens, n_ents)

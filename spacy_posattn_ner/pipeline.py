@@ -1,12 +1,22 @@
-"""The ``posattn_ner`` pipeline component: frozen backbone + positional-attention tagger."""
+"""The ``posattn_ner`` pipeline component: frozen backbone + positional-attention tagger.
+
+The component owns labels, the loss and annotation; the model owns prediction.
+``predict`` calls the thinc model and nothing else, then decodes on the model's
+device: the answers do not depend on how the pipeline was made (trained in this
+process, loaded from disk or installed as a package).
+"""
+import hashlib
+import weakref
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 import srsly
 import torch
 from spacy import util
+from spacy.attrs import IS_SPACE
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
@@ -14,13 +24,12 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
 
-from .architectures import PaddedScores, ensure_head, get_backbone, get_head
-from .backbone import PRECISIONS, TRAIN_PRECISIONS
-from .early_exit import predict_from_features, predict_layerwise
+from .backbone import PRECISIONS, TRAIN_PRECISIONS, resolve_precision
+from .engine import TagScores
 from .feature_cache import FeatureCache
 from .gold import gold_tag_ids
-from .layers.lexical import lexical_ids_many
 from .layers.decoding import best_paths, entity_bounds, make_tags, transition_masks
+from .models import PaddedScores, drop_head, ensure_head, get_backbone, get_head, has_head
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -42,9 +51,17 @@ batch_wordpieces = 8192
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
+# Runtime settings: saved with the model, restored by spacy.load; a config override
+# given at load time wins. Each lives on the model node that uses it.
+SETTINGS = ("exit_threshold", "precision", "train_precision")
+
 if not Doc.has_extension("exit_layer"):
     # the deepest backbone layer a doc's prediction used (None before posattn_ner ran)
     Doc.set_extension("exit_layer", default=None)
+
+# component → the nlp it belongs to, so that settings changed at runtime are kept
+# in nlp.config too (a weak mapping: no cycle, nothing to pickle)
+_OWNERS: "weakref.WeakKeyDictionary[PosAttnNER, weakref.ref]" = weakref.WeakKeyDictionary()
 
 
 @Language.factory(
@@ -76,23 +93,21 @@ def make_posattn_ner(
 ) -> "PosAttnNER":
     """Create a posattn_ner component.
 
-    cache_max_ram_mb (float): RAM for cached backbone features; beyond it they spill
+    cache_max_ram_mb (float): RAM for cached training features; beyond it they spill
         to a memory-mapped file in ``cache_dir`` (a temporary directory if None).
-    exit_threshold (float): with an early-exit model (PosAttnTagger.v2), a doc leaves
-        at the first exit whose confidence (its least sure token's top probability)
-        reaches this; 1.0 or more never exits early, 0.0 always exits first.
+    exit_threshold (float): with an early-exit model, a doc leaves at the first exit
+        whose confidence (its least sure token's top probability) reaches this;
+        1.0 or more never exits early, 0.0 always exits first. Runtime setting.
     precision (str): the backbone's inference precision: "fp32", "bf16", "int8"
         (dynamic quantization of its linear layers, CPU) or "auto" (bf16 where the
-        hardware has it natively, else int8 on CPU).
-    train_precision (str): the backbone's precision for the features training uses
-        (and the cached dev features scored during training): "fp32", "bf16" or
-        "auto" (bf16 where the hardware has it natively, else fp32). The head always
+        hardware has it natively, else int8 on CPU). Runtime setting.
+    train_precision (str): the backbone's precision for the features training uses:
+        "fp32", "bf16" or "auto" (bf16 where native, else fp32). The head always
         trains in fp32.
     exit_distill (float): with an early-exit model, the weight of the last exit's
-        predicted distribution (self-distillation) in the targets of the earlier
-        exits; the rest is the gold tag. 0.0 trains every exit on gold tags only.
+        predicted distribution in the targets of the earlier exits (self-distillation).
     """
-    return PosAttnNER(
+    component = PosAttnNER(
         nlp.vocab,
         model,
         name,
@@ -104,14 +119,24 @@ def make_posattn_ner(
         exit_distill=exit_distill,
         scorer=scorer,
     )
+    _OWNERS[component] = weakref.ref(nlp)
+    return component
+
+
+@dataclass
+class Predictions:
+    """Decoded tag ids per doc (host arrays) and the backbone layer each doc used (-1: empty)."""
+
+    tag_ids: List[numpy.ndarray]
+    exit_layer: numpy.ndarray
 
 
 class PosAttnNER(TrainablePipe):
     """Named entities from a frozen transformer and a positional-attention tagger.
 
-    Tags are BILUO; decoding is constrained Viterbi, so ``doc.ents`` is always valid.
-    Entities already on a doc (from an entity ruler, say) are kept; predictions that
-    overlap them are not added.
+    Tags are BILUO; decoding is constrained Viterbi, so ``doc.ents`` is always valid,
+    and an entity never starts or ends on a whitespace token. Entities already on a
+    doc (from an entity ruler, say) are kept; predictions that overlap them are not added.
     """
 
     def __init__(
@@ -132,13 +157,17 @@ class PosAttnNER(TrainablePipe):
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg: Dict = {"labels": [], "n_layers": None, "hidden_width": None}
-        self.feature_cache = FeatureCache(cache_max_ram_mb, cache_dir)
+        self.cfg: Dict[str, Any] = {"labels": [], "n_layers": None, "hidden_width": None}
+        get_backbone(model).cache = FeatureCache(cache_max_ram_mb, cache_dir)
+        self.exit_distill = exit_distill
         self.exit_threshold = exit_threshold
         self.precision = precision
         self.train_precision = train_precision
-        self.exit_distill = exit_distill
-        self._decoding: Optional[Tuple[torch.Tensor, ...]] = None
+        # what this instance's config says (kept in step by _set): a saved pipeline's
+        # settings are restored unless the config it is loaded with says otherwise
+        self._config_values = {key: getattr(self, key) for key in SETTINGS}
+        self.cfg["config_settings"] = dict(self._config_values)
+        self._decoding: Dict[str, Tuple[torch.Tensor, ...]] = {}
 
     # -- labels ----------------------------------------------------------------
     @property
@@ -154,30 +183,67 @@ class PosAttnNER(TrainablePipe):
             raise ValueError(f"posattn_ner: invalid entity label {label!r} (a non-empty string without '-')")
         if label in self.cfg["labels"]:
             return 0
-        if self._head_built:
+        if has_head(self.model):
             raise ValueError(
-                f"posattn_ner: cannot add label {label!r} after initialize; "
-                "re-run initialize with the new labels"
+                f"posattn_ner: cannot add label {label!r} after initialize; re-run initialize with the new labels"
             )
         self.cfg["labels"].append(label)
-        self._decoding = None
+        self._decoding = {}
         return 1
 
-    @property
-    def _head_built(self) -> bool:
-        return len(self.model.layers) > 1
+    # -- settings --------------------------------------------------------------
+    def _setting_node(self, key: str) -> Model:
+        return self.model if key == "exit_threshold" else self.model.get_ref("backbone")
 
-    # -- early exit ------------------------------------------------------------
+    def _set(self, key: str, value: Any) -> None:
+        self._setting_node(key).attrs[key] = value
+        nlp = _OWNERS[self]() if self in _OWNERS else None
+        if nlp is not None:
+            for pipe_name, component in nlp.components:
+                if component is self:  # keep nlp.config (and so config.cfg) truthful
+                    nlp.get_pipe_config(pipe_name)[key] = value
+                    self._config_values[key] = value
+                    self.cfg["config_settings"][key] = value
+
     @property
     def exit_threshold(self) -> float:
-        return self._exit_threshold
+        """Early-exit models: the confidence a doc needs to leave at an exit (1.0 or
+        more never exits early, 0.0 always leaves at the first exit)."""
+        return self.model.attrs["exit_threshold"]
 
     @exit_threshold.setter
     def exit_threshold(self, value: float) -> None:
         value = float(value)
         if not value >= 0.0:
             raise ValueError(f"posattn_ner: exit_threshold must be a number >= 0, got {value!r}")
-        self._exit_threshold = value
+        self._set("exit_threshold", value)
+
+    @property
+    def precision(self) -> str:
+        """The backbone's inference precision (see the factory)."""
+        return self.model.get_ref("backbone").attrs["precision"]
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"posattn_ner: precision {value!r} is not one of {', '.join(PRECISIONS)}")
+        self._set("precision", value)
+
+    @property
+    def resolved_precision(self) -> str:
+        """What ``precision`` means on this machine and device ("auto" → bf16 or int8)."""
+        return resolve_precision(self.precision, get_backbone(self.model).device)
+
+    @property
+    def train_precision(self) -> str:
+        """The backbone's precision for training features (see the factory)."""
+        return self.model.get_ref("backbone").attrs["train_precision"]
+
+    @train_precision.setter
+    def train_precision(self, value: str) -> None:
+        if value not in TRAIN_PRECISIONS:
+            raise ValueError(f"posattn_ner: train_precision {value!r} is not one of {', '.join(TRAIN_PRECISIONS)}")
+        self._set("train_precision", value)
 
     @property
     def exit_distill(self) -> float:
@@ -191,55 +257,11 @@ class PosAttnNER(TrainablePipe):
         self._exit_distill = value
 
     @property
-    def precision(self) -> str:
-        """The backbone's inference precision (see the factory)."""
-        return get_backbone(self.model).precision
-
-    @precision.setter
-    def precision(self, value: str) -> None:
-        if value not in PRECISIONS:
-            raise ValueError(f"posattn_ner: precision {value!r} is not one of {', '.join(PRECISIONS)}")
-        get_backbone(self.model).precision = value
-
-    @property
-    def train_precision(self) -> str:
-        """The backbone's precision for training features (see the factory)."""
-        return get_backbone(self.model).train_precision
-
-    @train_precision.setter
-    def train_precision(self, value: str) -> None:
-        if value not in TRAIN_PRECISIONS:
-            raise ValueError(
-                f"posattn_ner: train_precision {value!r} is not one of {', '.join(TRAIN_PRECISIONS)}"
-            )
-        get_backbone(self.model).train_precision = value
-
-    @property
     def exit_layers(self) -> Optional[List[int]]:
         """Backbone layers with an exit head (None for a model without early exit)."""
-        if not self._head_built:
+        if not has_head(self.model):
             return None
         return getattr(get_head(self.model), "exit_layers", None)
-
-    # -- feature cache ---------------------------------------------------------
-    @property
-    def feature_cache(self) -> Optional[FeatureCache]:
-        """Backbone features per distinct doc; None computes them on every call."""
-        return get_backbone(self.model).cache
-
-    @feature_cache.setter
-    def feature_cache(self, cache: Optional[FeatureCache]) -> None:
-        get_backbone(self.model).cache = cache
-
-    @property
-    def cache_in_predict(self) -> bool:
-        """Whether ``predict`` reads and fills the feature cache (on from initialize
-        in the training process, so dev evaluation pays for the backbone once)."""
-        return get_backbone(self.model).cache_in_predict
-
-    @cache_in_predict.setter
-    def cache_in_predict(self, value: bool) -> None:
-        get_backbone(self.model).cache_in_predict = bool(value)
 
     # -- initialize ------------------------------------------------------------
     def initialize(
@@ -251,9 +273,8 @@ class PosAttnNER(TrainablePipe):
     ) -> None:
         validate_get_examples(get_examples, "PosAttnNER.initialize")
         found = labels if labels is not None else self._labels_in(get_examples())
-        if self._head_built:  # re-initialize from scratch
-            del self.model._layers[1:]
-            self.cfg["labels"] = []
+        drop_head(self.model)  # re-initialize from scratch
+        self.cfg["labels"] = []
         for label in found:
             self.add_label(label)
         if not self.labels:
@@ -262,14 +283,13 @@ class PosAttnNER(TrainablePipe):
                 "get_examples have no entities and no labels were given "
                 f"(set [initialize.components.{self.name}.labels])."
             )
-        self.model._dims["nO"] = len(self.tags)
+        self.model.set_dim("nO", len(self.tags), force=True)
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=sample)
         backbone = get_backbone(self.model)
         self.cfg["n_layers"] = backbone.n_layers
         self.cfg["hidden_width"] = backbone.width
-        self.cache_in_predict = True
-        self._decoding = None
+        self._decoding = {}
 
     @staticmethod
     def _labels_in(examples: Iterable[Example]) -> List[str]:
@@ -280,57 +300,47 @@ class PosAttnNER(TrainablePipe):
         return sorted(seen)
 
     # -- predict / annotate ----------------------------------------------------
-    def predict(self, docs: Iterable[Doc]) -> Tuple[List[numpy.ndarray], numpy.ndarray]:
-        """Best constrained BILUO tag ids per doc, and the backbone layer each doc
-        exited at (-1 for empty docs)."""
+    def predict(self, docs: Iterable[Doc]) -> Predictions:
+        """Best constrained BILUO tag ids per doc and the layer each doc exited at."""
         docs = list(docs)
-        if not self._head_built:
+        if not has_head(self.model):
             raise ValueError(f"posattn_ner '{self.name}' is not initialized: call nlp.initialize() first")
-        lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
-        if not lengths.any():
-            return [numpy.zeros((0,), dtype="int64") for doc in docs], numpy.full(len(docs), -1)
-        if self.exit_layers is None:
-            scores, _ = self.model.predict(docs)
-            log_probs = torch.log_softmax(torch.as_tensor(self.model.ops.to_numpy(scores)), dim=-1)
-            exit_layer = numpy.where(lengths > 0, self.cfg["n_layers"] - 1, -1)
-        else:
-            log_probs, exit_layer = self._predict_with_exits(docs, lengths)
-        return self._decode(log_probs, lengths), exit_layer
+        scores: TagScores = self.model.predict(docs)
+        return self._decode(scores, docs)
 
-    def _predict_with_exits(self, docs: List[Doc], lengths: numpy.ndarray) -> Tuple[torch.Tensor, numpy.ndarray]:
-        backbone = get_backbone(self.model)
-        heads = get_head(self.model)
-        heads.eval()
-        lex = lexical_ids_many(docs, self.model.attrs["head_config"]["lexical_rows"])
-        cache = self.feature_cache
-        if cache is not None and self.cache_in_predict:
-            nonempty = [i for i, n in enumerate(lengths) if n > 0]
-            feats = cache.get_or_compute([docs[i] for i in nonempty], backbone.train_key, backbone.train_features)
-            all_feats = [numpy.zeros((0, 0, 0), dtype="float16")] * len(docs)
-            for i, f in zip(nonempty, feats):
-                all_feats[i] = f
-            log_probs, exit_layer = predict_from_features(heads, all_feats, lex, self.exit_threshold)
-        else:
-            log_probs, exit_layer, _ = predict_layerwise(backbone, heads, docs, lex, self.exit_threshold)
-        return log_probs, exit_layer
-
-    def _decode(self, log_probs: torch.Tensor, lengths: numpy.ndarray) -> List[numpy.ndarray]:
-        if self._decoding is None:
-            allowed, start, end = (torch.from_numpy(a) for a in transition_masks(self.tags))
-            self._decoding = (allowed, start, end)
-        lengths_t = torch.as_tensor(lengths)
+    def _decode(self, scores: TagScores, docs: Sequence[Doc]) -> Predictions:
+        """Constrained Viterbi on the model's device; one transfer to the host."""
+        log_probs = scores.log_probs
+        device = log_probs.device
+        if str(device) not in self._decoding:
+            self._decoding[str(device)] = tuple(torch.from_numpy(a).to(device) for a in transition_masks(self.tags))
+        allowed, start, end = self._decoding[str(device)]
+        lengths = [len(doc) for doc in docs]
         with torch.inference_mode():
-            path = best_paths(log_probs, lengths_t, *self._decoding).numpy()
-        return [path[i, :n] for i, n in enumerate(lengths.tolist())]
+            if log_probs.shape[1]:
+                log_probs = log_probs + self._boundary_mask(docs, log_probs.shape[1]).to(device)
+            path = best_paths(log_probs, scores.lengths, allowed, start, end)
+            path_np, exit_np = path.cpu().numpy(), scores.exit_layer.cpu().numpy()
+        return Predictions([path_np[i, :n] for i, n in enumerate(lengths)], exit_np)
 
-    def set_annotations(self, docs: Iterable[Doc], predictions: Tuple[List[numpy.ndarray], numpy.ndarray]) -> None:
+    def _boundary_mask(self, docs: Sequence[Doc], longest: int) -> torch.Tensor:
+        """(B, T, K) additive mask: an entity may run through a whitespace token but
+        never begin or end on one (B, L and U are forbidden there)."""
+        space = numpy.zeros((len(docs), longest), dtype=bool)
+        for i, doc in enumerate(docs):
+            if len(doc):
+                space[i, : len(doc)] = doc.to_array(IS_SPACE).astype(bool)
+        edge = numpy.asarray([t.split("-")[0] in ("B", "L", "U") for t in self.tags])
+        mask = numpy.where(space[:, :, None] & edge[None, None, :], -1e4, 0.0).astype("float32")
+        return torch.from_numpy(mask)
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: Predictions) -> None:
         docs = list(docs)
-        tag_ids, exit_layer = predictions
         labels = [self.vocab.strings.add(label) for label in self.labels]
-        doc_of, starts, ends, label_of = entity_bounds(tag_ids)
+        doc_of, starts, ends, label_of = entity_bounds(predictions.tag_ids)
         bounds = numpy.searchsorted(doc_of, numpy.arange(len(docs) + 1)).tolist()
         starts, ends, label_of = starts.tolist(), ends.tolist(), label_of.tolist()
-        for i, (doc, layer) in enumerate(zip(docs, numpy.asarray(exit_layer).tolist())):
+        for i, (doc, layer) in enumerate(zip(docs, predictions.exit_layer.tolist())):
             lo, hi = bounds[i], bounds[i + 1]
             spans = [Span(doc, s, e, label=labels[k]) for s, e, k in zip(starts[lo:hi], ends[lo:hi], label_of[lo:hi])]
             if doc.ents:  # preset entities win; predictions overlapping them are dropped
@@ -350,6 +360,8 @@ class PosAttnNER(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
+        """One step on the head; ``drop`` sets the rate of every dropout in the head
+        for this step (spaCy's ``[training] dropout``), as thinc layers do."""
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
@@ -357,6 +369,9 @@ class PosAttnNER(TrainablePipe):
         validate_examples(examples, "PosAttnNER.update")
         if not any(len(eg.predicted) for eg in examples):
             return losses
+        for module in get_head(self.model).modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = float(drop)
         (scores, lengths), backprop = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_scores = self.get_loss(examples, (scores, lengths))
         backprop(d_scores)
@@ -421,35 +436,74 @@ class PosAttnNER(TrainablePipe):
         return loss, d_scores.astype("float32")
 
     # -- serialization ---------------------------------------------------------
-    def _load_head(self) -> None:
-        """Rebuild the lazily built PyTorch head from cfg before its weights load."""
-        if self.cfg.get("labels") and self.cfg.get("n_layers"):
-            if self._head_built:
-                del self.model._layers[1:]
-            self.model._dims["nO"] = len(self.tags)
-            ensure_head(self.model, self.cfg["n_layers"], self.cfg["hidden_width"])
-        self._decoding = None
-        self.cache_in_predict = False
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        model_bytes = self.model.to_bytes()
+        self.cfg["model_checksum"] = _checksum(model_bytes)
+        serialize = {
+            "cfg": lambda: srsly.json_dumps(self.cfg),
+            "vocab": lambda: self.vocab.to_bytes(exclude=exclude),
+            "model": lambda: model_bytes,
+        }
+        return util.to_bytes(serialize, exclude)
+
+    def to_disk(self, path, *, exclude=tuple()) -> None:
+        model_bytes = self.model.to_bytes()
+        self.cfg["model_checksum"] = _checksum(model_bytes)
+        serialize = {
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
+            "model": lambda p: Path(p).write_bytes(model_bytes),
+        }
+        util.to_disk(path, serialize, exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "PosAttnNER":
         deserialize = {
             "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
             "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
-            "model": lambda b: (self._load_head(), self.model.from_bytes(b)),
+            "model": lambda b: self._load_model(b, f"posattn_ner '{self.name}' model bytes"),
         }
         util.from_bytes(bytes_data, deserialize, exclude)
         return self
 
     def from_disk(self, path, *, exclude=tuple()) -> "PosAttnNER":
-        def load_model(p: Path) -> None:
-            self._load_head()
-            with Path(p).open("rb") as file_:
-                self.model.from_bytes(file_.read())
-
         deserialize = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
-            "model": load_model,
+            "model": lambda p: self._load_model(Path(p).read_bytes(), str(p)),
         }
         util.from_disk(path, deserialize, exclude)
         return self
+
+    def _load_model(self, data: bytes, where: str) -> None:
+        """Check the weights against the saved checksum, rebuild the lazily built head
+        from cfg, load, then let settings given by the loading config win."""
+        expected = self.cfg.get("model_checksum")
+        if expected is not None:
+            _verify(data, expected, where)
+        if self.cfg.get("labels") and self.cfg.get("n_layers"):
+            drop_head(self.model)
+            self.model.set_dim("nO", len(self.tags), force=True)
+            ensure_head(self.model, self.cfg["n_layers"], self.cfg["hidden_width"])
+        try:
+            self.model.from_bytes(data)
+        except Exception as err:
+            raise ValueError(f"{where}: could not load the model weights ({type(err).__name__}: {err})") from err
+        saved_config = self.cfg.setdefault("config_settings", {})
+        for key, value in self._config_values.items():
+            if saved_config.get(key, value) != value:  # the loading config overrides it
+                setattr(self, key, value)
+        self.cfg["config_settings"] = dict(self._config_values)
+        self._decoding = {}
+
+
+def _checksum(data: bytes) -> Dict[str, Any]:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def _verify(data: bytes, expected: Dict[str, Any], where: str) -> None:
+    """Refuse weights that are truncated or altered, naming the file."""
+    if len(data) != expected["bytes"]:
+        kind = "truncated" if len(data) < expected["bytes"] else "longer than saved"
+        raise ValueError(f"{where}: the weights are {kind} ({len(data):,} bytes, saved {expected['bytes']:,})")
+    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise ValueError(f"{where}: the weights were altered after saving (sha256 differs from the saved checksum)")

@@ -8,7 +8,8 @@ tokenizer whose output does depend on the position of a word (some SentencePiece
 set-ups prefix only the first word) fails the probe in ``is_word_local`` and is
 then tokenized window by window, as before.
 """
-from typing import List, Sequence, Tuple
+import threading
+from typing import List, NamedTuple, Sequence, Tuple
 
 import numpy
 
@@ -28,62 +29,83 @@ def is_word_local(encoder) -> bool:
     return together.ids == expected_ids and list(together.word_ids) == expected_words
 
 
+class _Snapshot(NamedTuple):
+    """The table's whole state; replaced as one object, never changed in place."""
+
+    keys: numpy.ndarray  # sorted ORTH hashes
+    rows: numpy.ndarray  # each key's row
+    start: numpy.ndarray  # per row: offset into flat
+    length: numpy.ndarray  # per row: number of pieces
+    flat: numpy.ndarray  # every row's pieces, end to end
+
+
+_EMPTY = _Snapshot(*(numpy.zeros((0,), dtype=d) for d in ("uint64", "int64", "int64", "int64", "int64")))
+
+
 class WordPieceTable:
     """Token text hash (spaCy ORTH) → its wordpiece ids, filled on first sight.
 
-    Bounded: past ``max_words`` distinct words it starts again, so a long stream of
-    new words cannot grow it without limit.
+    Safe under concurrent calls: a lookup reads one immutable snapshot of the table,
+    and growth builds a new snapshot under a lock, so a reader never sees keys of
+    one state with offsets of another. Bounded: past ``max_words`` distinct words it
+    starts again, so a long stream of new words cannot grow it without limit.
     """
 
     def __init__(self, encoder, max_words: int = 1_000_000):
         self.encoder = encoder
         self.max_words = max_words
-        self.clear()
+        self._state = _EMPTY
+        self._grow = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._state.keys)
+
+    def __getstate__(self):  # locks do not pickle; a copy gets a lock of its own
+        return {**self.__dict__, "_grow": None}
+
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state, _grow=threading.Lock())
 
     def clear(self) -> None:
-        self._keys = numpy.zeros((0,), dtype="uint64")  # sorted ORTH hashes
-        self._rows = numpy.zeros((0,), dtype="int64")  # each key's row
-        self._start = numpy.zeros((0,), dtype="int64")  # per row: offset into _flat
-        self._len = numpy.zeros((0,), dtype="int64")  # per row: number of pieces
-        self._flat = numpy.zeros((0,), dtype="int64")
+        self._state = _EMPTY
 
-    def lookup(self, orths: numpy.ndarray, strings) -> Tuple[numpy.ndarray, numpy.ndarray]:
-        """Per token: where its pieces start in ``flat`` and how many there are."""
+    def lookup(self, orths: numpy.ndarray, strings) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+        """Per token: where its pieces start in the returned flat array, and how many."""
         uniq, inverse = numpy.unique(numpy.asarray(orths, dtype="uint64"), return_inverse=True)
-        found = self._find(uniq)
-        if not found.all():
-            if len(self) + int((~found).sum()) > self.max_words:
-                self.clear()
-                found = numpy.zeros(len(uniq), dtype=bool)
-            self._add(uniq[~found], strings)
-        rows = self._rows[numpy.searchsorted(self._keys, uniq)]
-        return self._start[rows][inverse], self._len[rows][inverse]
+        state = self._state
+        if not _find(state, uniq).all():
+            with self._grow:
+                state = self._state  # another thread may have added them meanwhile
+                found = _find(state, uniq)
+                if not found.all():
+                    if len(state.keys) + int((~found).sum()) > self.max_words:
+                        state, found = _EMPTY, numpy.zeros(len(uniq), dtype=bool)
+                    state = self._state = self._added(state, uniq[~found], strings)
+        rows = state.rows[numpy.searchsorted(state.keys, uniq)]
+        return state.start[rows][inverse], state.length[rows][inverse], state.flat
 
-    @property
-    def flat(self) -> numpy.ndarray:
-        return self._flat
-
-    def _find(self, keys: numpy.ndarray) -> numpy.ndarray:
-        if not len(self._keys):
-            return numpy.zeros(len(keys), dtype=bool)
-        pos = numpy.minimum(numpy.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return self._keys[pos] == keys
-
-    def _add(self, keys: numpy.ndarray, strings) -> None:
+    def _added(self, state: _Snapshot, keys: numpy.ndarray, strings) -> _Snapshot:
         texts: List[str] = [strings[int(key)] for key in keys.tolist()]
         encodings = self.encoder.encode_batch([[t] for t in texts], is_pretokenized=True, add_special_tokens=False)
         pieces: List[Sequence[int]] = [enc.ids for enc in encodings]
         lengths = numpy.asarray([len(p) for p in pieces], dtype="int64")
-        start = len(self._flat) + run_starts(lengths)
         new_flat = numpy.fromiter((i for p in pieces for i in p), dtype="int64", count=int(lengths.sum()))
-        n_rows = len(self._start)
-        self._flat = numpy.concatenate([self._flat, new_flat])
-        self._start = numpy.concatenate([self._start, start])
-        self._len = numpy.concatenate([self._len, lengths])
-        keys_all = numpy.concatenate([self._keys, keys])
-        rows_all = numpy.concatenate([self._rows, numpy.arange(n_rows, n_rows + len(keys), dtype="int64")])
+        n_rows = len(state.start)
+        keys_all = numpy.concatenate([state.keys, keys])
+        rows_all = numpy.concatenate([state.rows, numpy.arange(n_rows, n_rows + len(keys), dtype="int64")])
         order = numpy.argsort(keys_all, kind="stable")
-        self._keys, self._rows = keys_all[order], rows_all[order]
+        return _Snapshot(
+            keys=keys_all[order],
+            rows=rows_all[order],
+            start=numpy.concatenate([state.start, len(state.flat) + run_starts(lengths)]),
+            length=numpy.concatenate([state.length, lengths]),
+            flat=numpy.concatenate([state.flat, new_flat]),
+        )
+
+
+def _find(state: _Snapshot, keys: numpy.ndarray) -> numpy.ndarray:
+    """Which of ``keys`` the snapshot holds."""
+    if not len(state.keys):
+        return numpy.zeros(len(keys), dtype=bool)
+    pos = numpy.minimum(numpy.searchsorted(state.keys, keys), len(state.keys) - 1)
+    return state.keys[pos] == keys

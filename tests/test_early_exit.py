@@ -4,9 +4,12 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from spacy_posattn_ner.architectures import get_backbone, get_head
-from spacy_posattn_ner.early_exit import predict_from_features, save_exit_threshold
+import torch
+
+from spacy_posattn_ner.backbone import layerwise
+from spacy_posattn_ner.engine import TagScores
 from spacy_posattn_ner.layers.lexical import lexical_ids_many
+from spacy_posattn_ner.models import get_backbone, get_head, pad_features
 
 from .conftest import SMALL_HEAD, ents_of, toy_examples, train
 
@@ -34,8 +37,7 @@ def exit_nlp(tiny_backbone):
     nlp = spacy.blank("en")
     nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone))
     train(nlp, toy_examples(nlp), n_iter=40)
-    ner = nlp.get_pipe("posattn_ner")
-    ner.cache_in_predict = False  # as in a loaded pipeline: the layer-by-layer path
+    nlp.get_pipe("posattn_ner").precision = "fp32"
     return nlp
 
 
@@ -53,43 +55,49 @@ def test_every_exit_learns(exit_nlp):
     assert first == gold and last == gold
 
 
-def test_threshold_one_equals_the_no_exit_path(exit_nlp):
+def test_threshold_one_equals_the_last_head_on_all_layers_at_once(exit_nlp):
+    """Layer by layer with exit off gives what the last exit's head gives on the
+    features of every layer computed in one pass (the training path's features)."""
     ner = exit_nlp.get_pipe("posattn_ner")
     ner.exit_threshold = 1.0
     docs = [exit_nlp(t) for t in TEXTS]
     assert [d._.exit_layer for d in docs] == [2, 2, None, 2, 2]
-    # no exit: all layers computed in one pass, only the last head used
-    heads = get_head(ner.model)
-    backbone = get_backbone(ner.model)
-    fresh = [exit_nlp.make_doc(t) for t in TEXTS]
-    feats = backbone.features(fresh)
+    fresh = [exit_nlp.make_doc(t) for t in TEXTS if t]
+    feats = get_backbone(ner.model).features(fresh, precision="fp32")
     rows = ner.model.attrs["head_config"]["lexical_rows"]
-    lex = lexical_ids_many(fresh, rows)
-    heads.exit_layers, saved = [2], heads.exit_layers
-    saved_heads = heads.heads
-    heads.heads = heads.heads[1:]
-    try:
-        log_probs, layers = predict_from_features(heads, feats, lex, threshold=1.0)
-    finally:
-        heads.exit_layers, heads.heads = saved, saved_heads
-    lengths = numpy.asarray([len(d) for d in fresh])
-    assert layers.tolist() == [2 if n else -1 for n in lengths]
-    ner.set_annotations(fresh, (ner._decode(log_probs, lengths), layers))
-    assert [ents_of(d) for d in docs] == [ents_of(d) for d in fresh]
+    lex = [lexical_ids_many([d], rows) for d in fresh]
+    hidden, lex_ids, mask = pad_features(feats, lex, torch.device("cpu"))
+    with torch.no_grad():
+        scores = get_head(ner.model).heads[-1](hidden[:, :3].float(), lex_ids, mask)
+    lengths = torch.as_tensor([len(d) for d in fresh])
+    reference = TagScores(torch.log_softmax(scores, dim=-1), lengths, torch.full((len(fresh),), 2))
+    ner.set_annotations(fresh, ner._decode(reference, fresh))
+    assert [ents_of(d) for d in docs if len(d)] == [ents_of(d) for d in fresh]
 
 
-def test_threshold_zero_stops_at_the_first_exit_and_skips_deeper_layers(exit_nlp):
+def _count_layer_calls(monkeypatch):
+    calls = []
+    original = layerwise.LayerRunner._compute
+
+    def spy(self, layer):
+        calls.append(layer)
+        return original(self, layer)
+
+    monkeypatch.setattr(layerwise.LayerRunner, "_compute", spy)
+    return calls
+
+
+def test_threshold_zero_stops_at_the_first_exit_and_skips_deeper_layers(exit_nlp, monkeypatch):
     ner = exit_nlp.get_pipe("posattn_ner")
-    backbone = get_backbone(ner.model)
-    counts = {}
+    calls = _count_layer_calls(monkeypatch)
     for threshold in (0.0, 1.0):
         ner.exit_threshold = threshold
-        backbone.n_layer_calls = 0
+        calls.clear()
         docs = list(exit_nlp.pipe(TEXTS, batch_size=len(TEXTS)))
-        counts[threshold] = backbone.n_layer_calls
         expected = 1 if threshold == 0.0 else 2
         assert [d._.exit_layer for d in docs if len(d)] == [expected] * 4
-    assert counts[0.0] * 2 == counts[1.0] and counts[0.0] >= 1
+        assert max(calls) == expected  # the second transformer layer never ran at threshold 0
+        assert calls.count(1) >= 1 and calls.count(1) == calls.count(0)
 
 
 def test_intermediate_threshold_mixes_exit_layers(exit_nlp):
@@ -112,12 +120,20 @@ def test_bad_threshold_and_exit_layers_are_rejected(exit_nlp, tiny_backbone):
 
 
 def test_threshold_round_trips_and_overrides_at_load(exit_nlp, tmp_path):
-    exit_nlp.to_disk(tmp_path / "p")
-    save_exit_threshold(tmp_path / "p", 0.0)
+    ner = exit_nlp.get_pipe("posattn_ner")
+    ner.exit_threshold = 0.0
+    try:
+        exit_nlp.to_disk(tmp_path / "p")
+        expected = [ents_of(d) for d in exit_nlp.pipe(TEXTS)]
+    finally:
+        ner.exit_threshold = 1.0
     loaded = spacy.load(tmp_path / "p")
     assert loaded.get_pipe("posattn_ner").exit_threshold == 0.0
+    assert loaded.config["components"]["posattn_ner"]["exit_threshold"] == 0.0  # config.cfg tells the truth
     assert [d._.exit_layer for d in loaded.pipe(TEXTS) if len(d)] == [1] * 4
+    assert [ents_of(d) for d in loaded.pipe(TEXTS)] == expected
     override = spacy.load(tmp_path / "p", config={"components": {"posattn_ner": {"exit_threshold": 1.0}}})
+    assert override.get_pipe("posattn_ner").exit_threshold == 1.0
     assert [d._.exit_layer for d in override.pipe(TEXTS) if len(d)] == [2] * 4
     assert [ents_of(d) for d in override.pipe(TEXTS)] == [ents_of(d) for d in exit_nlp.pipe(TEXTS)]
 
@@ -147,7 +163,6 @@ def test_v3_sizes_each_exit_head_and_round_trips(tiny_backbone, tmp_path):
     nlp.add_pipe("posattn_ner", config=v3_config(tiny_backbone, width=[16, 32], depth=[1, 2]))
     train(nlp, toy_examples(nlp), n_iter=60)
     ner = nlp.get_pipe("posattn_ner")
-    ner.cache_in_predict = False
     heads = get_head(ner.model).heads
     assert [h.tagger.in_features for h in heads] == [16, 32]
     assert [len(h.blocks) for h in heads] == [1, 2]
@@ -173,25 +188,23 @@ def test_v3_rejects_a_size_list_that_does_not_match_the_exits(tiny_backbone):
 def test_exit_heads_run_at_the_backbones_resolved_precision(exit_nlp, monkeypatch):
     """'auto' must mean the same for the exit heads as for the backbone (it once
     left the heads in fp32 while the backbone ran in bf16)."""
-    import torch
-
-    from spacy_posattn_ner import early_exit
+    from spacy_posattn_ner import engine
     from spacy_posattn_ner.backbone import resolve_precision
 
     seen = []
-    original = early_exit._Exits.__init__
+    original = engine._apply_exit
 
-    def spy(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        seen.append(self.precision)
+    def spy(*args, **kwargs):
+        seen.append(args[10])  # autocast
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(early_exit._Exits, "__init__", spy)
+    monkeypatch.setattr(engine, "_apply_exit", spy)
     ner = exit_nlp.get_pipe("posattn_ner")
     for precision in ("auto", "fp32", "bf16"):
         ner.precision = precision
         exit_nlp(TEXTS[0])
     ner.precision = "fp32"
-    assert seen == [resolve_precision("auto", torch.device("cpu")), "fp32", "bf16"]
+    assert seen == [resolve_precision("auto", torch.device("cpu")) == "bf16", False, True]
 
 
 def _softmax(x):

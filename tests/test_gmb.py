@@ -1,8 +1,10 @@
 """Tests for spacy_posattn_ner.gmb and scripts/convert_gmb.py."""
 
 import collections
+import csv
 import importlib.util
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -11,16 +13,22 @@ from typing import List, Sequence
 
 import pytest
 import spacy
-from spacy.tokens import DocBin
+import typer
+from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
 from spacy_posattn_ner.gmb import (
     GMB_LABELS,
+    CorpusCounts,
+    GmbCounts,
     GmbFormatError,
     GmbSentence,
     canonical_split,
+    count_sentences,
+    doc_sentences,
     read_gmb,
     sentences_to_docs,
+    verify_docs,
 )
 
 HEADER = "Sentence #,Word,POS,Tag"
@@ -176,16 +184,114 @@ def test_format_errors_name_file_and_line(tmp_path: Path, header: str, rows: Lis
     assert f"line {exc.value.line}:" in str(exc.value)
 
 
-def test_line_numbers_count_physical_lines(tmp_path: Path) -> None:
-    # A quoted newline makes row 3 span lines 3-4: errors name a row's first line.
-    rows = ["Sentence: 1,a,DT,O", ',"multi\r\nline",NN,I-geo']
-    with pytest.raises(GmbFormatError, match=r"q\.csv line 3: tag 'I-geo' follows 'O'"):
-        list(read_gmb(write_csv(tmp_path / "q.csv", rows)))
-    rows = ["Sentence: 1,a,DT,O", ',"multi\r\nline",NN,O', ",c,NN,I-geo"]
-    with pytest.raises(GmbFormatError, match=r"q\.csv line 5: tag 'I-geo' follows 'O'"):
-        list(read_gmb(write_csv(tmp_path / "q.csv", rows)))
-    rows = ["Sentence: 1,a,DT,O", ',"multi\r\nline",NN,O', "Sentence: 2,c,NN,O"]
-    assert [s.line for s in read_gmb(write_csv(tmp_path / "q.csv", rows))] == [2, 5]
+# Quote words written raw instead of CSV-quoted (the real file writes '"' as
+# '""""'): the csv module opens a quoted field at line 4's '"' and closes it at
+# line 6's, so lines 4-6 became ONE well-formed row (4 columns, tag 'O') and the
+# file converted with exit 0, 2 tokens short (issue 18).
+STRAY_QUOTE_ROWS = [
+    "Sentence: 1,He,PRP,O",  # 2
+    ",said,VBD,O",  # 3
+    ',",``,O',  # 4  an opening quote, unquoted
+    ",hello,UH,O",  # 5
+    ",\",'',O",  # 6  a closing quote, unquoted
+    "Sentence: 2,Iran,NNP,B-gpe",  # 7
+    ",spoke,VBD,O",  # 8
+]
+
+
+def test_stray_quote_used_to_merge_rows_silently(tmp_path: Path) -> None:
+    # The premise of the tests below: plain csv parsing turns 3 lines into one valid-looking row.
+    path = write_csv(tmp_path / "stray.csv", STRAY_QUOTE_ROWS)
+    with open(path, encoding="latin-1", newline="") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 1 + len(STRAY_QUOTE_ROWS) - 2
+    assert rows[3] == ["", ",``,O\r\n,hello,UH,O\r\n,", "''", "O"]
+
+
+def test_stray_quote_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    reader = read_gmb(write_csv(tmp_path / "stray.csv", STRAY_QUOTE_ROWS))
+    with pytest.raises(GmbFormatError) as exc:
+        list(reader)
+    message = str(exc.value)
+    assert message.startswith(f"{tmp_path / 'stray.csv'} line 4: a quoted field is still open at the end of the line")
+    assert "stray '\"'" in message and repr(',",``,O\r\n') in message
+    assert exc.value.line == 4
+    assert not reader.counts.complete
+
+
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        ',",``,O',  # the word '"' unquoted
+        ',"Hello,UH,O',  # a word starting with a quote
+        ',"Hello"",UH,O',  # quoted, but the closing quote is doubled (escaped)
+    ],
+)
+@pytest.mark.parametrize("where", ["middle", "last line", "last line, no final newline"])
+def test_field_opening_a_quote_is_refused_anywhere(tmp_path: Path, bad_row: str, where: str) -> None:
+    rows = ["Sentence: 1,a,DT,O", bad_row] + ([] if where != "middle" else [",b,NN,O", ',"1,000",CD,O'])
+    path = write_csv(tmp_path / "q.csv", rows)
+    if where.endswith("no final newline"):
+        path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(GmbFormatError, match=r"q\.csv line 3: a quoted field is still open"):
+        list(read_gmb(path))
+
+
+@pytest.mark.parametrize(
+    "row,pattern",
+    [
+        # a line break inside a quoted field: one row would span lines 3-4
+        (',"multi\r\nline",NN,O', r"line 3: a quoted field is still open at the end of the line .*'"),
+        (',"multi\nline",NN,O', r"line 3: line ends with '\\n' but the header with '\\r\\n'"),
+        # a bare line break inside an unquoted field splits the row
+        (",multi\nline,NN,O", r"line 3: line ends with '\\n' but the header with '\\r\\n' \(a line break inside a field\?\): ',multi\\n'"),
+        (",multi\rline,NN,O", r"line 3: line ends with '\\r' but the header with '\\r\\n'"),
+        (",ab\x00c,NN,O", r"line 3: NUL byte at column 4: ',ab\\x00c,NN,O\\r\\n'"),
+        (",\x00,NN,O", r"line 3: NUL byte at column 2"),
+        (',"ab"c,NN,O', r"line 3: malformed CSV: ',' expected after '\"'"),
+    ],
+)
+def test_line_breaks_nul_and_bad_quoting_are_errors_naming_the_line(tmp_path: Path, row: str, pattern: str) -> None:
+    path = write_csv(tmp_path / "bad.csv", ["Sentence: 1,a,DT,O", row, ",z,NN,O"])
+    with pytest.raises(GmbFormatError, match=r"bad\.csv " + pattern) as exc:
+        list(read_gmb(path))
+    assert exc.value.line == 3
+
+
+def test_nul_in_header_and_line_break_in_lf_file(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"Sentence #,Word,POS,Tag\x00\r\nSentence: 1,a,DT,O\r\n")
+    with pytest.raises(GmbFormatError, match=r"h\.csv line 1: NUL byte at column 24"):
+        list(read_gmb(path))
+    path.write_bytes(b"Sentence #,Word,POS,Tag\nSentence: 1,a,DT,O\n,b\r\n,NN,O\n")
+    with pytest.raises(GmbFormatError, match=r"h\.csv line 3: line ends with '\\r\\n' but the header with '\\n'"):
+        list(read_gmb(path))
+
+
+def test_legit_quoting_reads_one_row_per_line(tmp_path: Path) -> None:
+    # What the real file quotes: the words ',', '"' and numbers with commas.
+    rows = ['Sentence: 1,"""",``,O', ',",",",",O', ',"1,000",CD,O', ',"2,00,000",CD,O', ',ab"c,NN,O', ',",",",",I-tim']
+    reader = read_gmb(write_csv(tmp_path / "ok.csv", rows[:-1]))
+    (sent,) = reader
+    assert sent.words == ('"', ",", "1,000", "2,00,000", 'ab"c')
+    assert (reader.counts.lines, reader.counts.rows, reader.counts.tokens) == (6, 5, 5)
+
+
+@pytest.mark.parametrize("eol,final", [("\r\n", True), ("\n", True), ("\r", True), ("\r\n", False)])
+def test_clean_file_counts_equal_the_files(tmp_path: Path, eol: str, final: bool) -> None:
+    text = eol.join([HEADER, *SMALL_ROWS]) + (eol if final else "")
+    path = tmp_path / "clean.csv"
+    path.write_bytes(text.encode("latin-1"))
+    reader = read_gmb(path)
+    assert not reader.counts.complete
+    sents = list(reader)
+    # counted from the bytes, independently of any CSV parsing
+    n_lines = path.read_bytes().count(eol.encode()) + (0 if final else 1)
+    assert n_lines == 1 + len(SMALL_ROWS) == 14
+    assert reader.counts == GmbCounts(
+        lines=n_lines, rows=n_lines - 1, sentences=3, tokens=n_lines - 1, complete=True
+    )
+    assert [len(s.words) for s in sents] == [7, 3, 3]
 
 
 def test_error_is_raised_lazily_after_good_sentences(tmp_path: Path) -> None:
@@ -290,15 +396,115 @@ def test_sentences_to_docs_errors(words, tags, pattern) -> None:
         list(sentences_to_docs(nlp.vocab, [GmbSentence(words=words, tags=tags, line=42)]))
 
 
+def sentence_texts(doc) -> List[List[str]]:
+    return [[t.text for t in span] for span in doc_sentences(doc)]
+
+
+def test_grouped_docs_keep_sentences_tokens_and_ents(tmp_path: Path) -> None:
+    nlp = spacy.blank("en")
+    sents = list(read_gmb(small_csv(tmp_path)))  # 7, 3 and 3 words
+    docs = list(sentences_to_docs(nlp.vocab, sents, n_sents=2))
+    assert [len(doc) for doc in docs] == [10, 3]  # the last doc holds the one sentence left
+    assert docs[0].text == 'Thousands marched through New York Café " Iran said Monday'
+    assert [s.text for s in docs[0].sents] == ['Thousands marched through New York Café "', "Iran said Monday"]
+    assert [s.text for s in docs[1].sents] == ["Mr. Bush spoke"]
+    assert [(e.text, e.label_, e.start) for e in docs[0].ents] == [
+        ("New York", "geo", 3),
+        ("Café", "org", 5),
+        ("Iran", "gpe", 7),
+        ("Monday", "tim", 9),
+    ]
+    assert [(e.text, e.label_) for e in docs[1].ents] == [("Mr. Bush", "per")]
+    # the sentence starts survive a DocBin round trip, the partial last doc's included
+    restored = list(DocBin(docs=docs).get_docs(nlp.vocab))
+    assert [sentence_texts(doc) for doc in restored] == [[list(s.words) for s in sents[:2]], [list(sents[2].words)]]
+    assert all(doc.has_annotation("SENT_START") for doc in restored)
+    assert verify_docs(restored, sents) == count_sentences(sents) == CorpusCounts(3, 13, 5)
+
+
+def test_grouping_keeps_an_entity_next_to_a_sentence_boundary() -> None:
+    # B-geo ending one sentence, B-geo starting the next: two entities, not one
+    nlp = spacy.blank("en")
+    sents = [
+        GmbSentence(words=("to", "Paris"), tags=("O", "B-geo"), line=2),
+        GmbSentence(words=("Rome", "too"), tags=("B-geo", "O"), line=4),
+    ]
+    (doc,) = sentences_to_docs(nlp.vocab, sents, n_sents=5)
+    assert [(e.text, e.start) for e in doc.ents] == [("Paris", 1), ("Rome", 2)]
+    assert [s.text for s in doc.sents] == ["to Paris", "Rome too"]
+
+
+@pytest.mark.parametrize("n_sents", [1, 2, 3, 4, 7])
+def test_every_grouping_gives_back_the_sentences(n_sents: int) -> None:
+    nlp = spacy.blank("en")
+    sents = [
+        GmbSentence(words=tuple(f"w{i}_{j}" for j in range(i % 4 + 1)), tags=("B-per",) + ("I-per",) * (i % 4), line=10 * i)
+        for i in range(11)
+    ]
+    docs = list(sentences_to_docs(nlp.vocab, sents, n_sents))
+    assert len(docs) == -(-11 // n_sents)
+    assert [len(doc_sentences(doc)) for doc in docs] == [n_sents] * (11 // n_sents) + ([11 % n_sents] if 11 % n_sents else [])
+    assert [words for doc in docs for words in sentence_texts(doc)] == [list(s.words) for s in sents]
+    assert sum(len(doc.ents) for doc in docs) == 11
+    assert verify_docs(docs, sents) == count_sentences(sents)
+
+
+def test_one_sentence_per_doc_is_unchanged(tmp_path: Path) -> None:
+    # n_sents=1 is what the converter always wrote: one doc per sentence, no sentence annotation.
+    nlp = spacy.blank("en")
+    sents = list(read_gmb(small_csv(tmp_path)))
+    default = list(sentences_to_docs(nlp.vocab, sents))
+    one = list(sentences_to_docs(nlp.vocab, sents, n_sents=1))
+    assert [doc.to_json() for doc in one] == [doc.to_json() for doc in default]
+    assert [doc.text for doc in one] == [" ".join(s.words) for s in sents]
+    assert not any(doc.has_annotation("SENT_START") for doc in one)
+    assert all("sents" not in doc.to_json() for doc in one)
+
+
+@pytest.mark.parametrize("bad", [0, -1, -5, True, 1.5, "2"])
+def test_bad_n_sents_is_rejected_at_once(bad) -> None:
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=r"n_sents \(sentences per doc\) must be an integer >= 1, got " + repr(bad).replace(".", r"\.")):
+        sentences_to_docs(nlp.vocab, [], bad)  # no iteration needed
+
+
+def test_group_errors_name_the_sentence_lines() -> None:
+    nlp = spacy.blank("en")
+    good = GmbSentence(words=("a",), tags=("O",), line=2)
+    bad = GmbSentence(words=("b", "c"), tags=("O", "I-geo"), line=3)
+    with pytest.raises(ValueError, match=r"sentence at line 3, word 1 \('c'\): tag 'I-geo' follows 'O'"):
+        list(sentences_to_docs(nlp.vocab, [good, bad], n_sents=2))
+    empty_word = GmbSentence(words=("b", ""), tags=("O", "O"), line=3)
+    with pytest.raises(ValueError, match=r"doc of the sentences at lines 2-3: spaCy rejected the doc"):
+        list(sentences_to_docs(nlp.vocab, [good, empty_word], n_sents=2))
+
+
+def test_verify_docs_finds_lost_changed_and_extra_sentences(tmp_path: Path) -> None:
+    nlp = spacy.blank("en")
+    sents = list(read_gmb(small_csv(tmp_path)))
+    docs = list(sentences_to_docs(nlp.vocab, sents, n_sents=2))
+    with pytest.raises(ValueError, match=r"hold 2 of the 3 sentences expected; the first missing one is the sentence at line 12"):
+        verify_docs(docs[:1], sents)
+    with pytest.raises(ValueError, match=r"more than the 2 sentences expected; the first extra one is 'Mr\. Bush spoke'"):
+        verify_docs(docs, sents[:2])
+    changed = sents[:1] + [GmbSentence(words=("Iran", "said", "Monday"), tags=("B-gpe", "O", "O"), line=9)] + sents[2:]
+    with pytest.raises(ValueError, match=r"sentence at line 9 differs in the docs: \[\('Iran', 'B-gpe'\), \('said', 'O'\), \('Monday', 'B-tim'\)\]"):
+        verify_docs(docs, changed)
+
+
 # --- CLI --------------------------------------------------------------------------
 
 
-def load_cli():
+def load_cli_module():
     spec = importlib.util.spec_from_file_location("convert_gmb", REPO_ROOT / "scripts/convert_gmb.py")
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
-    return module.app
+    return module
+
+
+def load_cli():
+    return load_cli_module().app
 
 
 def synthetic_corpus(tmp_path: Path, n_sents: int) -> Path:
@@ -314,9 +520,25 @@ def synthetic_corpus(tmp_path: Path, n_sents: int) -> Path:
     return zip_path
 
 
+def flat(output: str) -> str:
+    """CLI output with line wrapping undone: rich's box edges dropped, whitespace runs collapsed."""
+    return " ".join(re.sub("[\u2500-\u257f]", " ", output).split())
+
+
 def read_split(out: Path, name: str) -> List[List[str]]:
     nlp = spacy.blank("en")
     return [[t.text for t in doc] for doc in DocBin().from_disk(out / f"{name}.spacy").get_docs(nlp.vocab)]
+
+
+def read_split_sentences(out: Path, name: str) -> List[List[List[str]]]:
+    """Per doc, the token texts of each of its sentences."""
+    nlp = spacy.blank("en")
+    return [sentence_texts(doc) for doc in DocBin().from_disk(out / f"{name}.spacy").get_docs(nlp.vocab)]
+
+
+def synthetic_words(i: int) -> List[str]:
+    """The words of sentence i in :func:`synthetic_corpus`."""
+    return [f"W{i}"] + [f"w{i}_{j}" for j in range(i % 3)]
 
 
 def test_cli_full_conversion(tmp_path: Path) -> None:
@@ -329,8 +551,14 @@ def test_cli_full_conversion(tmp_path: Path) -> None:
     assert [doc[0] for doc in train + dev + test] == [f"W{i}" for i in range(1, 26)]
     n_tokens = sum(i % 3 + 1 for i in range(1, 26))
     assert sum(len(d) for d in train + dev + test) == n_tokens
-    assert f"Read 25 sentences, {n_tokens} tokens" in result.output
-    assert f"Wrote 25 sentences, {n_tokens} tokens in total" in result.output
+    output = flat(result.output)
+    assert f"Read 25 sentences, {n_tokens} tokens, 25 entities from {1 + n_tokens} lines (header + {n_tokens} rows)" in output
+    assert f"Wrote 25 sentences, {n_tokens} tokens in total, 25 entities in 25 docs" in output
+    n_train_tokens = sum(i % 3 + 1 for i in range(1, 21))
+    assert (
+        f"train: sentences in/out 20/20, tokens in/out {n_train_tokens}/{n_train_tokens}, "
+        "entities in/out 20/20; 20 docs of up to 1 sentences"
+    ) in output
 
 
 def test_cli_limits_apply_after_split(tmp_path: Path) -> None:
@@ -343,7 +571,107 @@ def test_cli_limits_apply_after_split(tmp_path: Path) -> None:
     assert [d[0] for d in read_split(out, "train")] == [f"W{i}" for i in range(1, 8)]
     assert [d[0] for d in read_split(out, "dev")] == ["W41", "W42"]
     assert [d[0] for d in read_split(out, "test")] == ["W46", "W47"]
-    assert "train: 7 sentences (limited from 40)" in result.output
+    assert "train: sentences in/out 7/7, tokens in/out 14/14, entities in/out 7/7 (limited from 40 sentences)" in flat(result.output)
+
+
+def test_cli_n_sents_groups_within_each_split(tmp_path: Path) -> None:
+    zip_path = synthetic_corpus(tmp_path, 25)  # split 20 / 2 / 3
+    out = tmp_path / "corpus"
+    result = CliRunner().invoke(load_cli(), [str(zip_path), str(out), "--n-sents", "3"])
+    assert result.exit_code == 0, result.output
+    splits = {name: read_split_sentences(out, name) for name in ("train", "dev", "test")}
+    # split first, then group: no doc mixes splits, each split's last doc holds the rest
+    assert {name: [len(doc) for doc in docs] for name, docs in splits.items()} == {
+        "train": [3, 3, 3, 3, 3, 3, 2],
+        "dev": [2],
+        "test": [3],
+    }
+    all_sents = [sent for name in ("train", "dev", "test") for doc in splits[name] for sent in doc]
+    assert all_sents == [synthetic_words(i) for i in range(1, 26)]
+    n_tokens = sum(i % 3 + 1 for i in range(1, 26))
+    assert "dev: sentences in/out 2/2, tokens in/out 3/3, entities in/out 2/2; 1 docs of up to 3 sentences" in flat(result.output)
+    assert f"Wrote 25 sentences, {n_tokens} tokens in total, 25 entities in 9 docs" in flat(result.output)
+
+
+def test_cli_limits_count_sentences_not_docs(tmp_path: Path) -> None:
+    zip_path = synthetic_corpus(tmp_path, 50)  # split 40 / 5 / 5
+    out = tmp_path / "corpus"
+    args = [str(zip_path), str(out), "--limit", "7", "--eval-limit", "2", "-n", "3"]
+    result = CliRunner().invoke(load_cli(), args)
+    assert result.exit_code == 0, result.output
+    assert [[d[0] for d in doc] for doc in read_split_sentences(out, "train")] == [
+        ["W1", "W2", "W3"],
+        ["W4", "W5", "W6"],
+        ["W7"],
+    ]
+    assert [[d[0] for d in doc] for doc in read_split_sentences(out, "dev")] == [["W41", "W42"]]
+    assert [[d[0] for d in doc] for doc in read_split_sentences(out, "test")] == [["W46", "W47"]]
+    assert "train: sentences in/out 7/7" in flat(result.output) and "3 docs of up to 3 sentences" in flat(result.output)
+    params = {param.name: param for param in typer.main.get_command(load_cli()).params}
+    assert "SENTENCES (not docs)" in params["limit"].help
+    assert "SENTENCES (not docs)" in params["eval_limit"].help
+
+
+def test_cli_n_sents_1_is_the_default_output(tmp_path: Path) -> None:
+    zip_path = synthetic_corpus(tmp_path, 25)
+    nlp = spacy.blank("en")
+    outputs = []
+    for extra in ([], ["--n-sents", "1"]):
+        out = tmp_path / f"corpus{len(extra)}"
+        result = CliRunner().invoke(load_cli(), [str(zip_path), str(out), *extra])
+        assert result.exit_code == 0, result.output
+        outputs.append(
+            [[doc.to_json() for doc in DocBin().from_disk(out / f"{name}.spacy").get_docs(nlp.vocab)] for name in ("train", "dev", "test")]
+        )
+    assert outputs[0] == outputs[1]
+    # what the converter wrote before --n-sents existed: one Doc per sentence, built like this
+    before = []
+    for first, last in ((1, 20), (21, 22), (23, 25)):
+        docs = []
+        for i in range(first, last + 1):
+            words = synthetic_words(i)
+            tags = ["B-geo"] + ["O"] * (len(words) - 1)
+            spaces = [True] * (len(words) - 1) + [False]
+            docs.append(Doc(nlp.vocab, words=words, spaces=spaces, ents=tags))
+        before.append([doc.to_json() for doc in DocBin(docs=docs).get_docs(nlp.vocab)])
+    assert outputs[0] == before
+
+
+@pytest.mark.parametrize("bad", ["0", "-2"])
+def test_cli_rejects_bad_n_sents(tmp_path: Path, bad: str) -> None:
+    zip_path = synthetic_corpus(tmp_path, 5)
+    result = CliRunner().invoke(load_cli(), [str(zip_path), str(tmp_path / "out"), "--n-sents", bad])
+    assert result.exit_code == 2
+    output = flat(result.output)
+    assert "Invalid value for '--n-sents'" in output
+    assert re.search(r"greater than or equal to 1|is not in the range x>=1", output), output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_fails_when_the_written_file_loses_a_sentence(tmp_path: Path, monkeypatch) -> None:
+    # The in = out check is real: drop a split's last doc on the way to the DocBin.
+    module = load_cli_module()
+    real = module.sentences_to_docs
+
+    def lossy(vocab, sentences, n_sents=1):
+        return list(real(vocab, sentences, n_sents))[:-1]
+
+    monkeypatch.setattr(module, "sentences_to_docs", lossy)
+    zip_path = synthetic_corpus(tmp_path, 25)
+    result = CliRunner().invoke(module.app, [str(zip_path), str(tmp_path / "out"), "-n", "2"])
+    assert result.exit_code == 1
+    output = flat(result.output)
+    assert "train: " in output and "does not hold what was read" in output
+    assert "the docs hold 18 of the 20 sentences expected; the first missing one is the sentence at line" in output
+
+
+def test_cli_rejects_stray_quote(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "stray.csv", STRAY_QUOTE_ROWS)
+    result = CliRunner().invoke(load_cli(), [str(path), str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, GmbFormatError)
+    assert "stray.csv line 4: a quoted field is still open" in str(result.exception)
+    assert not (tmp_path / "out" / "train.spacy").exists()
 
 
 def test_cli_rejects_bad_input(tmp_path: Path) -> None:
@@ -359,7 +687,13 @@ def test_cli_rejects_bad_input(tmp_path: Path) -> None:
 
 
 def test_real_corpus_counts() -> None:
-    sents = list(read_gmb(find_real_zip()))
+    path = find_real_zip()
+    reader = read_gmb(path)
+    sents = list(reader)
+    with zipfile.ZipFile(path) as zf:
+        data = zf.read("ner_dataset.csv")
+    assert data.count(b"\r\n") == data.count(b"\n") == data.count(b"\r") == 1048576 and data.endswith(b"\r\n")
+    assert reader.counts == GmbCounts(lines=1048576, rows=1048575, sentences=47959, tokens=1048575, complete=True)
     assert len(sents) == 47959
     assert sum(len(s.words) for s in sents) == 1048575
     assert sents[0].line == 2 and sents[0].words[:2] == ("Thousands", "of")

@@ -8,7 +8,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Adam
 
-from spacy_posattn_ner.architectures import get_backbone
+from spacy_posattn_ner.models import get_backbone
 from spacy_posattn_ner.backbone import BackboneLoadError
 
 from .conftest import ents_of, gmb_examples, make_nlp, pipe_config, toy_examples, train
@@ -226,4 +226,3 @@ def test_to_disk_and_spacy_load_offline(tmp_path, tiny_backbone, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     loaded = spacy.load(tmp_path / "pipeline")
     _same_predictions(nlp, loaded)
-    assert loaded.get_pipe("posattn_ner").cache_in_predict is False

@@ -4,8 +4,8 @@ import pytest
 import spacy
 import torch
 
-from spacy_posattn_ner.architectures import get_backbone
-from spacy_posattn_ner.backbone import resolve_precision
+from spacy_posattn_ner.backbone import resolve_precision, resolve_train_precision
+from spacy_posattn_ner.models import get_backbone
 
 from .conftest import TOY, ents_of, make_nlp, toy_examples, train
 
@@ -16,7 +16,7 @@ TEXTS = [text for text, _ in TOY]
 def trained(tiny_backbone):
     nlp = make_nlp(tiny_backbone)
     train(nlp, toy_examples(nlp), n_iter=40)
-    nlp.get_pipe("posattn_ner").cache_in_predict = False
+    nlp.get_pipe("posattn_ner").precision = "fp32"
     return nlp
 
 
@@ -42,8 +42,8 @@ def test_reduced_precision_keeps_predictions(trained, precision):
         assert [ents_of(d) for d in trained.pipe(TEXTS)] == reference
         docs = [trained.make_doc(t) for t in TEXTS]
         backbone = get_backbone(ner.model)
-        low = backbone.features(docs, precision=precision)
-        full = backbone.features(docs, precision="fp32")
+        low = backbone.features(docs, precision=precision, training=False)
+        full = backbone.features(docs, precision="fp32", training=False)
         diffs = [numpy.abs(a.astype("f") - b.astype("f")).max() for a, b in zip(low, full)]
         assert 0 < max(diffs) < 0.5  # really computed differently, and close
     finally:
@@ -56,7 +56,7 @@ def test_training_features_stay_fp32(trained):
     try:
         doc = trained.make_doc("Thousands marched through Basra .")
         backbone = get_backbone(ner.model)
-        via_model, _ = ner.model.layers[0]([doc], is_train=True)
+        via_model, _ = ner.model.get_ref("backbone")([doc], is_train=True)
         assert numpy.array_equal(via_model[0], backbone.features([doc], precision="fp32")[0])
     finally:
         ner.precision = "fp32"
@@ -87,11 +87,11 @@ def test_train_precision_sets_the_training_features_and_their_cache_key(trained)
     ner = trained.get_pipe("posattn_ner")
     backbone = get_backbone(ner.model)
     doc = trained.make_doc("Thousands marched through Basra .")
-    fp32_key = backbone.train_key
+    fp32_key = backbone.train_key(ner.train_precision)
     ner.train_precision = "bf16"
     try:
-        assert backbone.train_key != fp32_key  # cached fp32 features are never served for bf16
-        via_model, _ = ner.model.layers[0]([doc], is_train=True)
+        assert backbone.train_key(ner.train_precision) != fp32_key  # cached fp32 features are never served for bf16
+        via_model, _ = ner.model.get_ref("backbone")([doc], is_train=True)
         assert numpy.array_equal(via_model[0], backbone.features([doc], precision="bf16", training=True)[0])
         assert not numpy.array_equal(via_model[0], backbone.features([doc], precision="fp32")[0])
     finally:
@@ -100,8 +100,9 @@ def test_train_precision_sets_the_training_features_and_their_cache_key(trained)
         ner.train_precision = "int8"
     ner.train_precision = "auto"  # never int8: bf16 where native, else fp32
     try:
-        assert backbone.resolved_train_precision == resolve_precision("auto", torch.device("cpu")).replace("int8", "fp32")
-        assert backbone.train_key.endswith(":" + backbone.resolved_train_precision)
+        resolved = resolve_train_precision("auto", torch.device("cpu"))
+        assert resolved == resolve_precision("auto", torch.device("cpu")).replace("int8", "fp32")
+        assert backbone.train_key(ner.train_precision).endswith(":" + resolved)
     finally:
         ner.train_precision = "fp32"
     nlp = make_nlp(get_backbone(ner.model).name)

@@ -32,7 +32,7 @@ def docs_of(vocab, words_list):
 def by_tokenizer(backbone, docs):
     ranges = [(i, s.start, s.end) for i, spans in enumerate(backbone.span_getter(docs)) for s in spans if s.end > s.start]
     out = []
-    backbone._fit_by_tokenizer(docs, ranges, out)
+    backbone.windower._by_tokenizer(docs, ranges, out)
     return sorted(out, key=lambda w: (w.doc_index, w.start))
 
 
@@ -41,13 +41,13 @@ def as_tuples(windows):
 
 
 def test_table_windows_equal_the_tokenizers(backbone):
-    assert backbone.wordpiece_table is not None  # BERT's WordPiece is word-local
+    assert backbone.windower.table is not None  # BERT's WordPiece is word-local
     vocab = spacy.blank("en").vocab
     for batch in (WORDS, WORDS[::-1], WORDS[:1], WORDS[3:5]):
         docs = docs_of(vocab, batch)
         expected = by_tokenizer(backbone, docs)
         assert as_tuples(backbone.windows(docs)) == as_tuples(expected)
-    assert len(backbone.wordpiece_table) > 0
+    assert len(backbone.windower.table) > 0
 
 
 def test_windows_cover_long_tokens_and_split_long_docs(backbone):
@@ -61,14 +61,14 @@ def test_windows_cover_long_tokens_and_split_long_docs(backbone):
 
 def test_table_is_bounded_and_still_right(backbone):
     vocab = spacy.blank("en").vocab
-    table = WordPieceTable(backbone.encoder, max_words=5)
+    table = WordPieceTable(backbone.windower.encoder, max_words=5)
     docs = docs_of(vocab, WORDS[:3])
     orths = numpy.concatenate([d.to_array("ORTH") for d in docs])
     for _ in range(2):
-        starts, lens = table.lookup(orths, vocab.strings)
-        pieces = [table.flat[s : s + n].tolist() for s, n in zip(starts, lens)]
+        starts, lens, flat = table.lookup(orths, vocab.strings)
+        pieces = [flat[s : s + n].tolist() for s, n in zip(starts, lens)]
         texts = [t.text for d in docs for t in d]
-        expected = [enc.ids for enc in backbone.encoder.encode_batch([[t] for t in texts], is_pretokenized=True,
+        expected = [enc.ids for enc in backbone.windower.encoder.encode_batch([[t] for t in texts], is_pretokenized=True,
                                                                    add_special_tokens=False)]  # fmt: skip
         assert pieces == expected
         assert len(table) <= max(5, len(set(texts)))  # started again rather than grow past the bound
@@ -86,9 +86,36 @@ def test_position_dependent_tokenizer_is_not_word_local():
 def test_backbone_falls_back_to_the_tokenizer(backbone):
     docs = docs_of(spacy.blank("en").vocab, WORDS)
     table_windows = as_tuples(backbone.windows(docs))
-    backbone._pieces = False  # as for a tokenizer that fails the probe
+    windower = backbone.windower
+    table, windower.table = windower.table, None  # as for a tokenizer that fails the probe
     try:
-        assert backbone.wordpiece_table is None
         assert as_tuples(backbone.windows(docs)) == table_windows
     finally:
-        backbone._pieces = None
+        windower.table = table
+
+
+def test_concurrent_lookups_while_the_table_grows(backbone):
+    """Threads that look words up while others add new ones always get the pieces
+    of the words they asked for (a reader once saw keys of one state with offsets
+    of another)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    vocab = spacy.blank("en").vocab
+    table = WordPieceTable(backbone.windower.encoder, max_words=300)
+    batches = [[f"w{k}x{j}" for j in range(40)] + ["London", "Ahmadinejad"] for k in range(64)]
+    expected = {
+        w: enc.ids
+        for batch in batches
+        for w, enc in zip(batch, backbone.windower.encoder.encode_batch([[w] for w in batch], is_pretokenized=True, add_special_tokens=False))
+    }
+
+    def run(batch):
+        orths = numpy.asarray([vocab.strings.add(w) for w in batch], dtype="uint64")
+        starts, lens, flat = table.lookup(orths, vocab.strings)
+        return [flat[s : s + n].tolist() == expected[w] for w, s, n in zip(batch, starts, lens)]
+
+    for w in expected:
+        vocab.strings.add(w)
+    with ThreadPoolExecutor(8) as pool:
+        results = [ok for oks in pool.map(run, batches * 3) for ok in oks]
+    assert all(results) and len(results) == 3 * 64 * 42

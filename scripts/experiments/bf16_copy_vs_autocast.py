@@ -13,7 +13,7 @@ import torch
 
 from scripts.bench.data import read_gold
 from scripts.bench.measure import measure
-from spacy_posattn_ner.architectures import get_backbone
+from spacy_posattn_ner.models import get_backbone
 
 
 def main(model: str, data: str) -> None:

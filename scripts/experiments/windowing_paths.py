@@ -11,7 +11,7 @@ import numpy
 import spacy
 
 from scripts.bench.data import fresh_docs, read_gold
-from spacy_posattn_ner.architectures import get_backbone
+from spacy_posattn_ner.models import get_backbone
 
 
 def main(model: str, data: str) -> None:
@@ -24,7 +24,7 @@ def main(model: str, data: str) -> None:
         spans = backbone.span_getter(batch)
         ranges = [(i, s.start, s.end) for i, doc_spans in enumerate(spans) for s in doc_spans if s.end > s.start]
         out = []
-        backbone._fit_by_tokenizer(batch, ranges, out)
+        backbone.windower._by_tokenizer(batch, ranges, out)
         return sorted(out, key=lambda w: (w.doc_index, w.start))
 
     n = 0
