@@ -77,8 +77,8 @@ def test_package_installs_and_matches_model_best(project_run, tmp_path):
 
 
 def test_every_command_dep_in_the_repository_exists():
-    """A dep that names a script or config which is not there fails `spacy project run`
-    only when that command runs; catch it here for every command."""
+    """A dep or a script module that is not there fails `spacy project run` only when
+    that command runs; catch it here for every command."""
     import srsly
 
     project = srsly.read_yaml(ROOT / "project.yml")
@@ -88,11 +88,42 @@ def test_every_command_dep_in_the_repository_exists():
             if dep.startswith(("scripts/", "configs/")) and "${" not in dep:
                 assert (ROOT / dep).exists(), f"command {cmd['name']!r}: dep {dep!r} does not exist"
         for step in cmd.get("script", []):
-            for word in step.split():
-                if word.startswith("scripts/") and word.endswith(".py"):
+            words = step.split()
+            for word, after in zip(words, words[1:]):
+                if word == "-m" and after.startswith("scripts."):
+                    module = ROOT / (after.replace(".", "/") + ".py")
+                    assert module.exists(), f"command {cmd['name']!r}: module {after!r} does not exist"
+                elif word.startswith("scripts/") and word.endswith(".py"):
                     assert (ROOT / word).exists(), f"command {cmd['name']!r}: script {word!r} does not exist"
     for workflow, steps in project["workflows"].items():
         assert set(steps) <= set(names), f"workflow {workflow!r} names unknown commands"
+
+
+def test_readme_documents_the_project_as_it_is(tmp_path):
+    """The README's commands/workflows/assets block is what `spacy project document`
+    makes of project.yml now, and its vars table lists every var with its default."""
+    import re
+
+    import srsly
+    from weasel.cli.document import project_document
+
+    readme = (ROOT / "README.md").read_text(encoding="utf8")
+    start, end = "<!-- WEASEL: AUTO-GENERATED DOCS START (do not remove) -->", "<!-- WEASEL: AUTO-GENERATED DOCS END (do not remove) -->"
+    fresh = tmp_path / "README.md"
+    project_document(ROOT, fresh, no_emoji=True)
+    block = readme[readme.index(start) : readme.index(end) + len(end)]
+    assert block == fresh.read_text(encoding="utf8").strip()
+
+    section = readme[readme.index("## The GMB project") : readme.index(start)]
+    documented = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            names, defaults = re.findall(r"`([^`]*)`", cells[0]), re.findall(r"`([^`]*)`", cells[1])
+            assert len(names) == len(defaults), line
+            documented.update(zip(names, defaults))
+    variables = {name: str(value) for name, value in srsly.read_yaml(ROOT / "project.yml")["vars"].items()}
+    assert documented == variables
 
 
 @pytest.mark.parametrize("name", ["posattn_ner", "posattn_ner_exit", "cnn_ner", "trf_ner"])
@@ -100,8 +131,3 @@ def test_every_shipped_config_validates_and_builds_its_pipeline(name):
     config = spacy.util.load_config(ROOT / "configs" / f"{name}.cfg")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     assert "ner" in nlp.pipe_names or "posattn_ner" in nlp.pipe_names
-    if name == "posattn_ner_exit":
-        ner = nlp.get_pipe("posattn_ner")
-        # trained with the first exit's dev scores (model-best); calibrate-exit sets the served one
-        assert ner.exit_threshold == 0.0 and ner.exit_distill == 0.0
-        assert config["components"]["posattn_ner"]["model"]["@architectures"] == "spacy-posattn-ner.PosAttnTagger.v3"

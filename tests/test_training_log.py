@@ -1,5 +1,4 @@
 """spacy-posattn-ner.JsonlLogger.v1, driven the way spaCy's training loop drives it."""
-import importlib.util
 import io
 import json
 import time
@@ -148,62 +147,41 @@ def test_unwritable_path_error_at_setup(tmp_path, monkeypatch):
         setup(make_nlp(), io.StringIO(), io.StringIO())
 
 
-def load_benchmark_script():
-    spec = importlib.util.spec_from_file_location("benchmark_train", REPO_ROOT / "scripts/benchmark_train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_benchmark_reads_logger_output(tmp_path):
     """scripts/benchmark_train.py finds the best evaluation in the logger's lines."""
-    bench = load_benchmark_script()
+    from scripts.benchmark_train import read_log, summarize
+
     path = tmp_path / "train.jsonl"
     before = time.time()
     run_logger(path, [info(0, 0, 0.1, 1000), info(200, 0, 0.6, 3000), info(400, 1, 0.6, 5000), info(600, 2, 0.5, 7000)])
-    lines = bench.read_jsonl(path, before)
-    summary = bench.summarize(lines, {"started_unix": before - 2.0, "peak_rss_mib": 10.0}, train_words=2000)
+    summary = summarize(read_log(path), started_unix=before - 2.0, train_words=2000)
     assert summary["evaluations"] == 4
     assert summary["best_step"] == 200  # the earliest evaluation reaching the best score
     assert summary["best_dev_f1"] == 0.6
     assert summary["epochs_to_best"] == pytest.approx(1.5)
     assert summary["wall_seconds_to_best"] > 2.0 > summary["loop_seconds_to_best"] > 0
-    assert summary["peak_rss_mib"] >= 10.0
-    assert bench.read_jsonl(path, time.time() + 60) == []  # lines of an older run are ignored
-
-
-def test_benchmark_markdown_section(tmp_path):
-    bench = load_benchmark_script()
-    md = tmp_path / "BENCHMARKS.md"
-    bench.update_benchmarks_md(md, f"{bench.MARK_START}\nfirst\n{bench.MARK_END}")
-    assert md.read_text().startswith("# Benchmarks")
-    md.write_text("# Benchmarks\n\nintro\n\n" + md.read_text().split("\n", 2)[2] + "\ntail\n")
-    bench.update_benchmarks_md(md, f"{bench.MARK_START}\nsecond\n{bench.MARK_END}")
-    text = md.read_text()
-    assert "second" in text and "first" not in text and "intro" in text and "tail" in text
-    assert bench.parse_per_system("ours=8,trf=3", "--max-epochs", ["ours", "trf"]) == {"ours": 8, "trf": 3}
-    assert bench.parse_per_system("5", "--max-epochs", ["ours", "cnn"]) == {"ours": 5, "cnn": 5}
-    assert bench.parse_per_system("", "--max-epochs", ["cnn"]) == {"cnn": None}
+    assert [p["step"] for p in summary["dev_curve"]] == [0, 200, 400, 600]
+    assert read_log(tmp_path / "no-such.jsonl") == []
 
 
 def test_benchmark_scales_step_schedules_to_the_subset(tmp_path):
     """On a subset, warm-up/total steps shrink with it for every system that has them."""
     from spacy.util import load_config
 
-    bench = load_benchmark_script()
-    ours, cnn, trf = (tmp_path / f"{name}.cfg" for name in ("ours", "cnn", "trf"))
-    assert bench.prepare_config("ours", REPO_ROOT / "configs/posattn_ner.cfg", ours, tmp_path / "o.jsonl", None, 0.1)
-    original = load_config(REPO_ROOT / "configs/posattn_ner.cfg", interpolate=False)
-    rate = load_config(ours, interpolate=False)["training"]["optimizer"]["learn_rate"]
+    from scripts.benchmark_train import CONFIGS, Run, write_config
+
+    def write(system: str, fraction):
+        run = Run(system, REPO_ROOT / CONFIGS[system], tmp_path, tmp_path, tmp_path, tmp_path, -1, {}, tmp_path, fraction)
+        scaled = write_config(run, tmp_path / f"{system}.cfg", tmp_path / f"{system}.jsonl")
+        written = load_config(tmp_path / f"{system}.cfg", interpolate=False)
+        return scaled, written["training"]["optimizer"]["learn_rate"], load_config(run.config, interpolate=False)
+
+    scaled, rate, original = write("ours", 0.1)
     before = original["training"]["optimizer"]["learn_rate"]
-    assert rate["warmup_steps"] == round(before["warmup_steps"] * 0.1)
-    assert rate["total_steps"] == round(before["total_steps"] * 0.1)
-    # the CNN's constant rate is left alone
-    assert bench.prepare_config("cnn", REPO_ROOT / "configs/cnn_ner.cfg", cnn, tmp_path / "c.jsonl", None, 0.1) is None
-    assert load_config(cnn, interpolate=False)["training"]["optimizer"]["learn_rate"] == load_config(
-        REPO_ROOT / "configs/cnn_ner.cfg", interpolate=False
-    )["training"]["optimizer"]["learn_rate"]
-    scaled = bench.prepare_config("trf", REPO_ROOT / "configs/trf_ner.cfg", trf, tmp_path / "t.jsonl", tmp_path, 0.5)
+    assert rate["warmup_steps"] == round(before["warmup_steps"] * 0.1) == scaled["to"]["warmup_steps"]
+    assert rate["total_steps"] == round(before["total_steps"] * 0.1) == scaled["to"]["total_steps"]
+    scaled, rate, original = write("cnn", 0.1)  # the CNN's constant rate is left alone
+    assert scaled is None and rate == original["training"]["optimizer"]["learn_rate"]
+    scaled, _, _ = write("trf", 0.5)
     assert scaled["to"]["warmup_steps"] * 2 == pytest.approx(scaled["from"]["warmup_steps"], abs=1)
-    # the full split: nothing scaled
-    assert bench.prepare_config("ours", REPO_ROOT / "configs/posattn_ner.cfg", ours, tmp_path / "o.jsonl", None) is None
+    assert write("ours", None)[0] is None  # the full split: nothing scaled

@@ -1,35 +1,33 @@
-"""Dev F1 of a saved exit model at threshold 0 by prediction path: live layer by layer
-in bf16 and fp32 and from cached training features (all on the gold GMB tokens), and
-on spaCy's re-tokenization of the text, as `spacy train` reads the dev set.
+"""Dev F1 of a saved exit model at threshold 0 by input: docs of the gold GMB tokens in
+bf16 and fp32 (measure()), and spaCy's re-tokenization of the text, as `spacy train`
+reads the dev set (gold_preproc = false).
 
-    python scripts/experiments/dev_f1_by_path.py MODEL corpus/dev.spacy
+    python -m scripts.experiments.dev_f1_by_path MODEL corpus/dev.spacy
 """
 import sys
+from pathlib import Path
 
 import spacy
-from spacy.tokens import Doc, DocBin
-from spacy.training import Corpus, Example
+from spacy.training import Corpus
 
-from spacy_posattn_ner.feature_cache import FeatureCache
-
-nlp = spacy.load(sys.argv[1])
-ner = nlp.get_pipe("posattn_ner")
-ner.exit_threshold = 0.0
-ref = list(DocBin().from_disk(sys.argv[2]).get_docs(nlp.vocab))
+from scripts.bench.data import read_gold
+from scripts.bench.measure import measure
 
 
-def gold_tokens():
-    return [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d) for d in ref]
+def main(model: str, data: str) -> None:
+    nlp = spacy.load(model)
+    ner = nlp.get_pipe("posattn_ner")
+    ner.exit_threshold = 0.0
+    refs = read_gold(nlp, Path(data))
+    for precision in ("bf16", "fp32"):
+        ner.precision = precision
+        print(f"{precision}, gold tokens: {measure(nlp, refs, batch_size=256)['ents_f']:.4f}", flush=True)
+    ner.precision = "auto"
+    retok = list(Corpus(data)(nlp))
+    differ = sum([t.text for t in e.predicted] != [t.text for t in e.reference] for e in retok)
+    f1 = nlp.evaluate(retok, batch_size=256)["ents_f"]
+    print(f"auto, spaCy's tokens ({differ:,} of {len(retok):,} docs tokenized differently): {f1:.4f}")
 
 
-for precision in ("bf16", "fp32"):
-    ner.precision = precision
-    print(f"live, {precision}, gold tokens: {nlp.evaluate(gold_tokens(), batch_size=256)['ents_f']:.4f}", flush=True)
-ner.feature_cache, ner.cache_in_predict = FeatureCache(4096), True
-print(f"cached training features, gold tokens: {nlp.evaluate(gold_tokens(), batch_size=256)['ents_f']:.4f}", flush=True)
-ner.feature_cache, ner.cache_in_predict = None, False
-ner.precision = "auto"
-retok = list(Corpus(sys.argv[2])(nlp))
-differ = sum([t.text for t in e.predicted] != [t.text for t in e.reference] for e in retok)
-print(f"live, auto, spaCy's tokens ({differ:,} of {len(retok):,} docs tokenized differently): "
-      f"{nlp.evaluate(retok, batch_size=256)['ents_f']:.4f}")
+if __name__ == "__main__":
+    main(*sys.argv[1:])

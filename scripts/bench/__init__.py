@@ -1,0 +1,10 @@
+"""The benchmark harness shared by the measuring commands and the renderer.
+
+- ``data``: gold docs from a .spacy file, fresh Docs of their words, prefixes;
+- ``measure``: ONE definition of words/s and test F1 for any pipeline;
+- ``exits``: exit thresholds: the grid, F1 loss against never-exit, the calibration rule;
+- ``env`` and ``cli``: the machine, date and exact command of a run; shared CLI parameters;
+- ``child``: a child process timed, logged and measured (peak RSS);
+- ``markdown``: formatting, tables and ratios;
+- ``sections`` and ``render``: metrics/*.json -> BENCHMARKS.md, the README headline, the plot.
+"""

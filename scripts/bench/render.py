@@ -1,0 +1,146 @@
+"""metrics/*.json -> BENCHMARKS.md, the README's headline and the plots.
+
+Everything here is a pure function of the loaded JSON: no measuring, no clock, no
+machine lookup, so the same metrics/ always renders the same text.
+"""
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import jinja2
+
+from .exits import f1_loss_points, reference_row
+from .markdown import fmt_duration, fmt_f1, fmt_int, fmt_minutes, fmt_points, fmt_threshold, fmt_x, ratio, table
+from .sections import (
+    curve,
+    exit_section,
+    fastest_ours,
+    layers_run,
+    per_type_table,
+    plot_exit,
+    precision_label,
+    row_of,
+    speed_of,
+    speed_section,
+    train_results,
+    train_section,
+)
+
+__all__ = ["load_metrics", "plot_exit", "render_benchmarks", "render_headline", "replace_marked", "exit_section",
+           "speed_section", "train_section", "train_results"]  # fmt: skip
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+# -- loading ------------------------------------------------------------------
+def load_metrics(metrics_dir: Path) -> Dict[str, Any]:
+    """Every JSON under ``metrics_dir``, keyed by its path without suffix
+    ("benchmark_speed", "transcribed/workflow_all")."""
+    return {
+        path.relative_to(metrics_dir).with_suffix("").as_posix(): json.loads(path.read_text(encoding="utf8"))
+        for path in sorted(metrics_dir.rglob("*.json"))
+    }
+
+
+# -- documents ------------------------------------------------------------------------
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(int=fmt_int, f1=fmt_f1, x=fmt_x, duration=fmt_duration, minutes=fmt_minutes,
+                       points=fmt_points, threshold=fmt_threshold)  # fmt: skip
+    env.globals.update(ratio=ratio, f1_loss_points=f1_loss_points, reference_row=reference_row,
+                       fastest_ours=fastest_ours, speed_of=speed_of, row_of=row_of,
+                       layers_run=layers_run, curve=curve)  # fmt: skip
+    return env
+
+
+def context(metrics: Mapping[str, Any]) -> Dict[str, Any]:
+    """The template's names: each JSON by its key (``transcribed/x`` as ``transcribed.x``),
+    and the sections rendered above."""
+    ctx: Dict[str, Any] = {"transcribed": {}}
+    for key, value in metrics.items():
+        folder, _, name = key.rpartition("/")
+        (ctx[folder] if folder else ctx)[name] = value
+    ctx["sections"] = {
+        "train": train_section(train_results(metrics)),
+        "exit": exit_section(metrics["benchmark_exit"]),
+        "speed": speed_section(metrics["benchmark_speed"]),
+        "per_type": per_type_table(metrics["posattn_ner"]),
+    }
+    return ctx
+
+
+def render_benchmarks(metrics: Mapping[str, Any]) -> str:
+    """BENCHMARKS.md, whole."""
+    return environment().get_template("BENCHMARKS.md.jinja").render(context(metrics))
+
+
+def render_headline(metrics: Mapping[str, Any]) -> str:
+    """The README's headline figures, each saying what it ran (threshold, layers run, the
+    peers' training data), so no figure reads as more than it is."""
+    workflow, evaluate = metrics["transcribed/workflow_all"], metrics["posattn_ner"]
+    lines = [
+        f"- `spacy project run all` (the default `configs/posattn_ner.cfg`, no early exit) ran in "
+        f"{fmt_minutes(workflow['wall_seconds'])} from a fresh clone, training included, and scored test entity F1 "
+        f"{fmt_f1(evaluate['ents_f'])}.",
+        headline_ours(metrics["benchmark_speed"]),
+    ]
+    peers = headline_peers(metrics["benchmark_speed"], metrics.get("benchmark_train_trf"))
+    if peers:
+        lines.append(f"- In the same run, {'; '.join(peers)}. Words/s here: Docs of the test split's words built "
+                     "beforehand, through `nlp.pipe` (no tokenizer, for every system).")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def headline_ours(speed: Mapping[str, Any]) -> str:
+    """The fastest posattn_ner row: its threshold and the layers its docs ran, beside exit off."""
+    best = fastest_ours(speed)
+    off = next(r for r in speed["rows"] if r["system"] == "ours" and r["precision"] == best["precision"]
+               and r["exit"] == "off")  # fmt: skip
+    exit_layers = speed["ours"]["exit_layers"] or [off["mean_exit_layer"]]
+    n_layers = exit_layers[-1]
+    if best["exit"] == "off":
+        setting = f"with exit off (all {n_layers} backbone layers run)"
+    elif best["mean_exit_layer"] == exit_layers[0]:
+        setting = (f"at its calibrated exit threshold {fmt_threshold(best['exit_threshold'])} (every doc left after "
+                   f"layer {exit_layers[0]}, so {exit_layers[0]} of the backbone's {n_layers} layers ran)")  # fmt: skip
+    else:
+        setting = (f"at its calibrated exit threshold {fmt_threshold(best['exit_threshold'])} (the docs ran "
+                   f"{best['mean_exit_layer']:.2f} of the backbone's {n_layers} layers on average)")  # fmt: skip
+    text = (f"- In one `spacy project run benchmark-speed` run, the early-exit pipeline (`configs/posattn_ner_exit.cfg`, "
+            f"precision {precision_label(best['precision'], best['resolved_precision'])}) {setting} tagged the test "
+            f"split at {fmt_int(best['words_per_second'])} words/s with F1 {fmt_f1(best['ents_f'])}")  # fmt: skip
+    if best is not off:
+        text += (f"; with exit off (all {n_layers} layers) at {fmt_int(off['words_per_second'])} words/s with F1 "
+                 f"{fmt_f1(off['ents_f'])}")  # fmt: skip
+    return text + "."
+
+
+def headline_peers(speed: Mapping[str, Any], trf_train: Optional[Mapping[str, Any]]) -> List[str]:
+    """The peers measured beside ours, with what each was trained on."""
+    out = []
+    cnn, trf = row_of(speed, "cnn"), row_of(speed, "trf")
+    if cnn:
+        out.append(f"spaCy's CNN `ner` (`{speed['systems']['cnn']['model']}`, `train-cnn`: the full training split) "
+                   f"tagged {fmt_int(cnn['words_per_second'])} words/s with F1 {fmt_f1(cnn['ents_f'])}")  # fmt: skip
+    if trf:
+        if trf_train and trf_train.get("model") == speed["systems"]["trf"]["model"]:
+            data = f"trained only on the first {trf_train['settings']['train_sentences']:,} training sentences"
+        else:
+            data = "on training data this report does not record"
+        out.append(f"spacy-transformers fine-tuning the same backbone (all its layers run), {data} (so its F1, "
+                   f"{fmt_f1(trf['ents_f'])}, is no comparison), {fmt_int(trf['words_per_second'])} words/s")  # fmt: skip
+    return out
+
+
+def replace_marked(text: str, name: str, body: str) -> str:
+    """``text`` with what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` replaced."""
+    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"expected one {start.strip()} before one {end}")
+    head, rest = text.split(start)
+    return head + start + body + end + rest.split(end, 1)[1]
