@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from wasabi import msg
 
 from .errors import AnnotateError
+from .messages import Messages
 
+msg = Messages()
 app = typer.Typer(
     name="spacy-posattn-ner", no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="spacy-posattn-ner commands."
 )

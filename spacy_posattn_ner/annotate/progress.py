@@ -5,9 +5,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional
 
 from tqdm import tqdm
-from wasabi import Printer
 
 from .annotator import Annotated
+from .messages import Messages
 
 
 @dataclass
@@ -44,9 +44,10 @@ class Summary:
 class Progress:
     """Updates the summary as rows arrive and shows them on a tqdm bar (on a terminal)."""
 
-    def __init__(self, summary: Summary, printer: Printer, show: bool = True) -> None:
+    def __init__(self, summary: Summary, printer: Messages, show: bool = True) -> None:
         self.summary = summary
         self.printer = printer
+        self.show = show
         self.start = time.perf_counter()
         self.bar: Optional[tqdm] = tqdm(unit=" docs", disable=None if show else True, dynamic_ncols=True, leave=False)
         self._shown = self.start
@@ -68,7 +69,7 @@ class Progress:
 
     def shard(self, name: str, rows: int) -> None:
         self.summary.shards_written += 1
-        if self.bar.disable:  # no bar (a log file, CI): one line per shard instead
+        if self.show and self.bar.disable:  # no bar (a log file, CI): one line per shard instead
             elapsed = time.perf_counter() - self.start
             self.printer.text(f"{name}: {rows:,} rows ({self.summary.documents:,} documents, {self.summary.words / max(elapsed, 1e-9):,.0f} words/s)")
 

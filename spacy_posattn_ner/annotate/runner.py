@@ -9,12 +9,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
-from wasabi import Printer
-
 from .annotator import DEFAULT_SCORES_KEY, Annotated, Annotator
 from .errors import AnnotateError
 from .inputs import InputFile, resolve_inputs
 from .manifest import build_manifest, model_fingerprint, prepare_output, remove_tmp_files
+from .messages import Messages
 from .model import check_sets_entities, import_code, load_pipeline, model_location
 from .outputs import OutputLayout, merge_shards, output_layout, require_format, write_shard
 from .progress import Progress, Summary
@@ -126,10 +125,10 @@ def _pending(records: Iterable[Record], done: Set[Tuple[int, int]], shard_size: 
             yield record
 
 
-def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional[AnnotateOptions] = None, printer: Optional[Printer] = None) -> Summary:
+def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional[AnnotateOptions] = None, printer: Optional[Messages] = None) -> Summary:
     """Annotate every record of INPUT into OUTPUT; returns what this run did."""
     options = options or AnnotateOptions()
-    printer = printer or Printer()
+    printer = printer or Messages(quiet=not options.progress)
     check_options(options)
     layout = output_layout(Path(output), options.output_format)
     require_format(layout.format)
