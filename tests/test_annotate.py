@@ -225,6 +225,11 @@ def test_a_directory_of_mixed_files_in_sorted_order(ruler_model, tmp_path):
     assert [r["id"] for r in rows] == ["a.jsonl:1", "a.jsonl:2", "b/c.txt:1"]  # several files: ids name the file
     assert [[e["text"] for e in r["entities"]] for r in rows] == [["London"], [], ["United Nations"]]
     assert summary.documents == 3
+    if _has_pyarrow():  # the same folder as a URL, read through pyarrow.fs
+        run(ruler_model, f"file://{folder}/", tmp_path / "url.jsonl")
+        assert list(read_rows(tmp_path / "url.jsonl")) == rows
+        run(ruler_model, f"file://{folder}/*.jsonl", tmp_path / "url-glob.jsonl")
+        assert list(read_rows(tmp_path / "url-glob.jsonl")) == [{**r, "id": i} for i, r in enumerate(rows[:2], 1)]  # one file: line numbers
 
 
 # -- bad rows ----------------------------------------------------------------------------
@@ -468,6 +473,14 @@ def test_benchmark_script_end_to_end(tiny_exit_pipeline, toy_corpus, tmp_path):
         for r in runs.values():
             assert r["words_per_second"] > 0 and r["seconds"] > 0 and r["documents"] == n_docs * scale
     assert "words/s" in result.stdout
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow.fs  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _has_ray() -> bool:
