@@ -230,6 +230,10 @@ def test_a_directory_of_mixed_files_in_sorted_order(ruler_model, tmp_path):
         assert list(read_rows(tmp_path / "url.jsonl")) == rows
         run(ruler_model, f"file://{folder}/*.jsonl", tmp_path / "url-glob.jsonl")
         assert list(read_rows(tmp_path / "url-glob.jsonl")) == [{**r, "id": i} for i, r in enumerate(rows[:2], 1)]  # one file: line numbers
+    inside = folder / "annotated"  # OUTPUT inside INPUT: not read back as input on a re-run
+    run(ruler_model, folder, inside, shard_size=1)
+    again = run(ruler_model, folder, inside, shard_size=1)
+    assert (again.documents, again.skipped_documents) == (0, 3) and list(read_rows(inside)) == rows
 
 
 # -- bad rows ----------------------------------------------------------------------------
@@ -322,8 +326,8 @@ def test_bad_arguments_are_named(ruler_model, tmp_path):
     write_jsonl(tmp_path / "in.jsonl", [{"text": "x"}])
     blank = tmp_path / "blank"
     spacy.blank("en").to_disk(blank)
-    with pytest.raises(AnnotateError, match="no component sets doc.ents"):
-        run(blank, tmp_path / "in.jsonl", tmp_path / "o.jsonl")
+    result = runner.invoke(app, ["annotate", str(blank), str(tmp_path / "in.jsonl"), str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 0 and "no component declares that it sets doc.ents (pipeline: empty)" in result.output
 
 
 # -- resumable ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Shards are cut on the records' positions in their input files, the same in every
 and engine, so a re-run skips the shards that exist and redoes the one a kill cut short,
 which makes an interrupted and resumed run write exactly what an uninterrupted one does.
 """
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
@@ -14,7 +15,7 @@ from .errors import AnnotateError
 from .inputs import InputFile, resolve_inputs
 from .manifest import build_manifest, model_fingerprint, prepare_output, remove_tmp_files
 from .messages import Messages
-from .model import check_sets_entities, import_code, load_pipeline, model_location
+from .model import entity_warning, import_code, load_pipeline, model_location
 from .outputs import OutputLayout, merge_shards, output_layout, require_format, write_shard
 from .progress import Progress, Summary
 from .records import ReadOptions, Record, iter_records
@@ -117,6 +118,23 @@ class ShardAssembler:
         self.items = []
 
 
+def _outside_output(files: List[InputFile], layout: OutputLayout, printer: Messages) -> List[InputFile]:
+    """An OUTPUT inside an INPUT directory must not be read back as input on a re-run."""
+    own = [os.path.abspath(layout.shard_dir), os.path.abspath(layout.target)]
+
+    def is_own(file: InputFile) -> bool:
+        path = file.location[len("file://") :] if file.location.startswith("file://") else file.location
+        return not (file.is_url and path == file.location) and any(path == p or path.startswith(p + os.sep) for p in own)
+
+    kept = [f for f in files if not is_own(f)]
+    if len(kept) < len(files):
+        printer.info(f"Not reading {len(files) - len(kept)} files of OUTPUT {layout.target} as input")
+        if not kept:
+            raise AnnotateError(f"INPUT: no input files besides OUTPUT {layout.target}")
+        kept = [replace(f, index=i) for i, f in enumerate(kept)]
+    return kept
+
+
 def _pending(records: Iterable[Record], done: Set[Tuple[int, int]], shard_size: int, progress: Progress) -> Iterator[Record]:
     for record in records:
         if (record.file_index, record.position // shard_size) in done:
@@ -140,6 +158,7 @@ def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional
             raise AnnotateError("--engine ray writes .jsonl or .parquet, not .spacy: use the local engine for DocBin output")
     import_code(options.code)
     files, ignored = resolve_inputs(input_spec)
+    files = _outside_output(files, layout, printer)
     if ignored:
         printer.warn(f"Ignored {len(ignored)} files of other formats in {input_spec}", ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else ""))
     read_options = ReadOptions(options.text_key, options.id_key, several_files=len(files) > 1)
@@ -150,8 +169,10 @@ def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional
         spacy.require_gpu(options.gpu_id)
     location = model_location(model)
     nlp = load_pipeline(location, options.code)
-    check_sets_entities(nlp, model)
     printer.good(f"Loaded pipeline {model} ({', '.join(nlp.pipe_names)})")
+    warning = entity_warning(nlp, model)
+    if warning:
+        printer.warn(warning)
     manifest = build_manifest(files, options.output_affecting(layout.format), model_fingerprint(location, nlp))
     prepare_output(layout, manifest, options.overwrite)
     remove_tmp_files(layout)
