@@ -121,6 +121,13 @@ def _filesystem(url: str):
         raise AnnotateError(f"INPUT {url}: cannot open its file system ({err})") from err
 
 
+def _glob_match(path: str, pattern: str) -> bool:
+    """fnmatch's * also crosses "/": keep glob's meaning, where only ** does."""
+    if "**" not in pattern and path.count("/") != pattern.count("/"):
+        return False
+    return fnmatch.fnmatch(path, pattern)
+
+
 def _resolve_url(spec: str):
     from pyarrow import fs as pafs
 
@@ -143,7 +150,7 @@ def _resolve_url(spec: str):
     found, ignored = [], []
     for item in sorted((i for i in listing if i.type == pafs.FileType.File), key=lambda i: i.path):
         rel = os.path.relpath(item.path, path)
-        if pattern is not None and not fnmatch.fnmatch(item.path, pattern):
+        if pattern is not None and not _glob_match(item.path, pattern):
             continue
         if any(part.startswith(".") for part in rel.split("/")):
             continue
