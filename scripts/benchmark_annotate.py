@@ -93,6 +93,8 @@ def main(
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Inputs and outputs (default: a temporary directory)"),
     # fmt: on
 ) -> None:
+    # one thread each everywhere: HF tokenizers' own thread pool too (and no fork warnings)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     wanted = [e.strip() for e in engines.split(",") if e.strip()]
     unknown = [e for e in wanted if e not in ENGINES]
     if unknown:

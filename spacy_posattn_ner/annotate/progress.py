@@ -1,7 +1,7 @@
 """Counting what a run did: a tqdm bar with documents and words/s while it runs, and
 the summary at the end (also what the Python API returns)."""
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional
 
 from tqdm import tqdm
@@ -25,7 +25,6 @@ class Summary:
     skipped_documents: int = 0
     skipped_shards: int = 0
     engine: str = "local"
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def words_per_second(self) -> float:

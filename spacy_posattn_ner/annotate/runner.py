@@ -5,7 +5,7 @@ and engine, so a re-run skips the shards that exist and redoes the one a kill cu
 which makes an interrupted and resumed run write exactly what an uninterrupted one does.
 """
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
@@ -45,7 +45,6 @@ class AnnotateOptions:
     code: Optional[str] = None
     scores_key: str = DEFAULT_SCORES_KEY
     progress: bool = True
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     def output_affecting(self, fmt: str) -> Dict[str, Any]:
         """The options the manifest records: those that change the rows or the shards."""
@@ -73,6 +72,8 @@ def check_options(options: AnnotateOptions) -> None:
             raise AnnotateError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(options, name)}")
     if options.gpu_id >= 0 and options.n_process > 1:
         raise AnnotateError("--gpu-id with --n-process > 1 is not supported: run one process per GPU, or --engine ray --gpus-per-worker 1")
+    if options.engine == "ray" and options.gpu_id >= 0:
+        raise AnnotateError("--gpu-id is for the local engine: give Ray actors GPUs with --gpus-per-worker")
     if options.engine == "ray" and (options.cpus_per_worker <= 0 or options.gpus_per_worker < 0):
         raise AnnotateError("--cpus-per-worker must be above 0 and --gpus-per-worker 0 or more")
 
@@ -143,6 +144,46 @@ def _pending(records: Iterable[Record], done: Set[Tuple[int, int]], shard_size: 
             yield record
 
 
+def _engine_stream(
+    options: AnnotateOptions,
+    files: Sequence[InputFile],
+    read_options: ReadOptions,
+    nlp,
+    location: str,
+    layout: OutputLayout,
+    done: Set[Tuple[int, int]],
+    progress: Progress,
+) -> Iterator[Annotated]:
+    """The chosen engine's annotated records, in input order."""
+    annotator_options = {"max_chars": options.max_chars, "batch_size": options.batch_size, "scores_key": options.scores_key}
+    if options.engine == "ray":
+        from .ray_engine import annotate_ray
+
+        return annotate_ray(
+            files,
+            read_options,
+            model=location,
+            code=options.code,
+            annotator_options=annotator_options,
+            done=done,
+            shard_size=options.shard_size,
+            limit=options.limit,
+            workers=options.workers,
+            cpus_per_worker=options.cpus_per_worker,
+            gpus_per_worker=options.gpus_per_worker,
+            address=options.ray_address,
+            torch_threads=options.torch_threads,
+        )
+    from .local_engine import annotate_local
+
+    records: Iterable[Record] = iter_records(files, read_options)
+    if options.limit:
+        records = islice(records, options.limit)
+    annotator = Annotator(nlp, keep_docs=layout.format == "spacy", **annotator_options)
+    pending = _pending(records, done, options.shard_size, progress)
+    return annotate_local(annotator, pending, n_process=options.n_process, torch_threads=options.torch_threads)
+
+
 def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional[AnnotateOptions] = None, printer: Optional[Messages] = None) -> Summary:
     """Annotate every record of INPUT into OUTPUT; returns what this run did."""
     options = options or AnnotateOptions()
@@ -177,42 +218,10 @@ def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional
     prepare_output(layout, manifest, options.overwrite)
     remove_tmp_files(layout)
     done = layout.finished_shards()
-    annotator_options = {
-        "max_chars": options.max_chars,
-        "batch_size": options.batch_size,
-        "scores_key": options.scores_key,
-    }
     summary = Summary(output=str(layout.target), skipped_shards=len(done), engine=options.engine)
     progress = Progress(summary, printer, show=options.progress)
     assembler = ShardAssembler(layout, options.shard_size, nlp.vocab, progress)
-    if options.engine == "ray":
-        from .ray_engine import annotate_ray
-
-        stream = annotate_ray(
-            files,
-            read_options,
-            model=location,
-            code=options.code,
-            annotator_options=annotator_options,
-            done=done,
-            shard_size=options.shard_size,
-            limit=options.limit,
-            workers=options.workers,
-            cpus_per_worker=options.cpus_per_worker,
-            gpus_per_worker=options.gpus_per_worker,
-            address=options.ray_address,
-            torch_threads=options.torch_threads,
-        )
-    else:
-        from .local_engine import annotate_local
-
-        records = iter_records(files, read_options)
-        if options.limit:
-            records = islice(records, options.limit)
-        annotator = Annotator(nlp, keep_docs=layout.format == "spacy", **annotator_options)
-        stream = annotate_local(
-            annotator, _pending(records, done, options.shard_size, progress), n_process=options.n_process, torch_threads=options.torch_threads
-        )
+    stream = _engine_stream(options, files, read_options, nlp, location, layout, done, progress)
     try:
         for item in stream:
             if item.row is None:
