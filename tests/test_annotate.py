@@ -24,38 +24,66 @@ from .conftest import ROOT, TOY
 
 runner = CliRunner()
 
-# A component that sets doc.ents to capitalised words and, like posattn_ner, a SpanGroup
-# doc.spans["posattn_ner"] with attrs["scores"] aligned to it (words of 4 letters or less
-# are left out of the group, so their entities have no score); "BOOM" makes it fail and
-# `delay` slows it down for the kill test.
+# Custom components, imported with --code. scored_ner sets doc.ents to capitalised words
+# and, like posattn_ner, a SpanGroup doc.spans["posattn_ner"] with attrs["scores"] aligned
+# to it (words of 4 letters or less are left out, so their entities have no score);
+# "BOOM" makes it fail and `delay` slows it down. batch_scorer scores the entities already
+# set. Both scores depend on the size of the batch a doc came in, as dynamic int8
+# quantization makes posattn_ner's output depend on it: only the same batches in every
+# engine and every resumed run give the same output.
 SCORED_CODE = '''
 import re
 import time
 
 from spacy.language import Language
 from spacy.tokens import SpanGroup
+from spacy.util import minibatch
 
 
-class ScoredNER:
+class BatchwiseComponent:
+    def __call__(self, doc):
+        return self.annotate([doc])[0]
+
+    def pipe(self, docs, batch_size=128):
+        for batch in minibatch(docs, batch_size):
+            yield from self.annotate(batch)
+
+
+class ScoredNER(BatchwiseComponent):
     def __init__(self, delay):
         self.delay = delay
 
-    def __call__(self, doc):
-        if "BOOM" in doc.text:
-            raise ValueError("BOOM in the text")
-        time.sleep(self.delay)
-        spans = [doc.char_span(m.start(), m.end(), label="CAP") for m in re.finditer(r"[A-Z][a-z]+", doc.text)]
-        spans = [s for s in spans if s is not None]
-        doc.ents = spans
-        scored = [s for s in spans if len(s.text) > 4]
-        doc.spans["posattn_ner"] = SpanGroup(doc, spans=scored, attrs={"scores": [len(s.text) / 10 + 1 / 3 for s in scored]})
-        return doc
+    def annotate(self, batch):
+        for doc in batch:
+            if "BOOM" in doc.text:
+                raise ValueError("BOOM in the text")
+            time.sleep(self.delay)
+            spans = [doc.char_span(m.start(), m.end(), label="CAP") for m in re.finditer(r"[A-Z][a-z]+", doc.text)]
+            spans = [s for s in spans if s is not None]
+            doc.ents = spans
+            scored = [s for s in spans if len(s.text) > 4]
+            scores = [len(s.text) / 10 + 1 / 3 + len(batch) / 1000 for s in scored]
+            doc.spans["posattn_ner"] = SpanGroup(doc, spans=scored, attrs={"scores": scores})
+        return batch
+
+
+class BatchScorer(BatchwiseComponent):
+    def annotate(self, batch):
+        for doc in batch:
+            ents = list(doc.ents)
+            scores = [len(batch) / 1000 + i / 7 for i in range(len(ents))]
+            doc.spans["posattn_ner"] = SpanGroup(doc, spans=ents, attrs={"scores": scores})
+        return batch
 
 
 if not Language.has_factory("scored_ner"):
     @Language.factory("scored_ner", assigns=["doc.ents"], default_config={"delay": 0.0})
     def make_scored_ner(nlp, name, delay):
         return ScoredNER(delay)
+
+    @Language.factory("batch_scorer")
+    def make_batch_scorer(nlp, name):
+        return BatchScorer()
 '''
 
 TEXTS = [text for text, _ in TOY] + [
@@ -122,10 +150,10 @@ def scored(tmp_path_factory):
 def test_rows_equal_nlp_pipe_on_a_posattn_pipeline(tiny_exit_pipeline, tmp_path, n_process):
     rows = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(TEXTS)]
     src = write_jsonl(tmp_path / "in.jsonl", rows)
-    summary = run(tiny_exit_pipeline, src, tmp_path / "out.jsonl", n_process=n_process, batch_size=3, shard_size=4)
+    summary = run(tiny_exit_pipeline, src, tmp_path / "out.jsonl", n_process=n_process, shard_size=4)
     out = list(read_rows(tmp_path / "out.jsonl"))
     nlp = spacy.load(tiny_exit_pipeline)
-    docs = list(nlp.pipe(TEXTS))
+    docs = list(nlp.pipe(TEXTS, batch_size=4))  # annotate's batches: shards of 4
     assert [r["id"] for r in out] == [r["id"] for r in rows]
     assert [r["entities"] for r in out] == [expected_entities(d) for d in docs]
     assert [r.get("exit_layer") for r in out] == [d._.exit_layer for d in docs]
@@ -144,10 +172,10 @@ def test_entity_scores_come_from_the_span_group(scored, tmp_path):
     run(model, src, tmp_path / "out.jsonl", code=str(code))
     (row,) = read_rows(tmp_path / "out.jsonl")
     assert [(e["text"], e.get("score")) for e in row["entities"]] == [
-        ("Alice", 0.5 + 1 / 3),
+        ("Alice", 5 / 10 + 1 / 3 + 1 / 1000),  # a batch of one
         ("Bob", None),  # in doc.ents, not in the scored group: no score key
-        ("Paris", 0.5 + 1 / 3),
-        ("Amsterdam", 0.9 + 1 / 3),
+        ("Paris", 5 / 10 + 1 / 3 + 1 / 1000),
+        ("Amsterdam", 9 / 10 + 1 / 3 + 1 / 1000),
     ]
     assert "score" not in row["entities"][1] and "exit_layer" not in row
     run(model, src, tmp_path / "out.parquet", code=str(code))
@@ -381,8 +409,13 @@ def test_a_changed_input_or_option_is_reported_not_mixed(ruler_model, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own DataContext fields
-def test_ray_engine_writes_what_the_local_engine_writes(tiny_exit_pipeline, tmp_path):
+def test_ray_engine_writes_what_the_local_engine_writes(tiny_exit_pipeline, scored, tmp_path):
     pytest.importorskip("ray.data")
+    code = scored[0]
+    nlp = spacy.load(tiny_exit_pipeline)  # posattn_ner, then batch-dependent scores for its entities
+    nlp.add_pipe("batch_scorer")
+    model = tmp_path / "model"
+    nlp.to_disk(model)
     folder = tmp_path / "corpus"
     folder.mkdir()
     write_jsonl(folder / "a.jsonl", [{"id": f"a{i}", "text": t} for i, t in enumerate(TEXTS)])
@@ -390,23 +423,26 @@ def test_ray_engine_writes_what_the_local_engine_writes(tiny_exit_pipeline, tmp_
         f.write(b'{"id": "bad", "text": 1}\n\xff\n')
     (folder / "b.txt").write_text("\n".join(TEXTS[:4]) + "\n", encoding="utf8")
     make_input(folder, "parquet", TEXTS[2:6])
+    options = {"shard_size": 5, "batch_size": 2, "limit": 16, "code": str(code)}
     local = tmp_path / "local"
-    run(tiny_exit_pipeline, folder, local, shard_size=3, limit=16)
+    run(model, folder, local, **options)
     shards = sorted(p.name for p in local.glob("part-*"))
-    assert len(shards) == 7  # a.jsonl: 10 records, b.txt: 4, in.parquet: 2 of its 4 (--limit 16); 3 a shard
+    assert len(shards) == 4  # a.jsonl: 10 records, b.txt: 4, in.parquet: 2 of its 4 (--limit 16); 5 a shard
 
-    # resume a copy that lost all shards but one: Ray redoes the others and skips that one
+    # resume a copy that lost all shards but the first: Ray redoes the others and skips that one
     ray_out = tmp_path / "ray"
     shutil.copytree(local, ray_out)
     for name in shards[1:]:
         (ray_out / name).unlink()
-    summary = run(tiny_exit_pipeline, folder, ray_out, shard_size=3, limit=16, engine="ray", workers=2, cpus_per_worker=1, batch_size=4)
-    assert (summary.skipped_documents, summary.documents, summary.errors) == (3, 16 - 3, 2)
+    summary = run(model, folder, ray_out, engine="ray", workers=2, cpus_per_worker=1, **options)
+    assert (summary.skipped_documents, summary.documents, summary.errors) == (5, 16 - 5, 2)
     for name in shards:
         assert (ray_out / name).read_bytes() == (local / name).read_bytes(), name
     rows = list(read_rows(ray_out))
     assert rows[len(TEXTS)]["error"] == f"{folder / 'a.jsonl'} line {len(TEXTS) + 1}: 'text' is a number, not a string"
-    assert sum(len(r["entities"]) for r in rows) > 0
+    first_scores = {r["entities"][0]["score"] for r in rows if r["entities"]}
+    assert first_scores == {0.001, 0.002}  # batches of 2 and 1 within each shard of 5, in both engines
+    assert all("exit_layer" in r for r in rows if r["entities"])
 
 
 def test_ray_engine_refuses_docbin_output(ruler_model, tmp_path):

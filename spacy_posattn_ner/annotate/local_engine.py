@@ -6,11 +6,10 @@ import multiprocessing
 import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from itertools import islice
 from typing import Iterable, Iterator, List, Optional
 
 from .annotator import Annotated, Annotator
-from .records import Record
+from .records import Record, batch_groups
 
 _WORKER: Optional[Annotator] = None
 
@@ -24,15 +23,6 @@ def set_torch_threads(n: int) -> None:
     except ImportError:  # pragma: no cover - pipelines without torch
         return
     torch.set_num_threads(n)
-
-
-def batches(records: Iterable[Record], size: int) -> Iterator[List[Record]]:
-    it = iter(records)
-    while True:
-        batch = list(islice(it, size))
-        if not batch:
-            return
-        yield batch
 
 
 def _init_worker(annotator: Annotator, torch_threads: int) -> None:
@@ -50,12 +40,13 @@ def _annotate_in_worker(batch: List[Record]) -> List[Annotated]:
 
 
 def annotate_local(
-    annotator: Annotator, records: Iterable[Record], *, n_process: int = 1, torch_threads: int = 0
+    annotator: Annotator, records: Iterable[Record], *, shard_size: int, n_process: int = 1, torch_threads: int = 0
 ) -> Iterator[Annotated]:
     """Annotated records in input order."""
+    batches = batch_groups(records, shard_size, annotator.batch_size)
     if n_process <= 1:
         set_torch_threads(torch_threads)
-        for batch in batches(records, annotator.batch_size):
+        for batch in batches:
             yield from annotator(batch)
         return
     # fork shares the loaded pipeline copy-on-write; spawn (other OSes) pickles it once per worker
@@ -64,7 +55,7 @@ def annotate_local(
     pool = ProcessPoolExecutor(n_process, mp_context=context, initializer=_init_worker, initargs=(annotator, torch_threads))
     try:
         pending = deque()
-        for batch in batches(records, annotator.batch_size):
+        for batch in batches:
             pending.append(pool.submit(_annotate_in_worker, batch))
             if len(pending) >= 2 * n_process:
                 yield from pending.popleft().result()

@@ -17,7 +17,7 @@ from .annotator import Annotated, Annotator, row_to_json
 from .inputs import InputFile
 from .local_engine import set_torch_threads
 from .model import load_pipeline
-from .records import ReadOptions, Record, read_records
+from .records import ReadOptions, Record, batch_groups, read_records
 
 BLOCK_ROWS = 1024
 
@@ -77,10 +77,12 @@ def table_to_records(table) -> List[Record]:
     ]
 
 
-def _read_file(file: InputFile, options: ReadOptions) -> Iterator[Any]:
+def _read_file(file: InputFile, options: ReadOptions, shard_size: int, batch_size: int) -> Iterator[Any]:
+    """Blocks of about BLOCK_ROWS records, cut between pipeline batches (batch_key) so that
+    an actor always gets whole batches."""
     block: List[Record] = []
-    for record in read_records(file, options):
-        block.append(record)
+    for group in batch_groups(read_records(file, options), shard_size, batch_size):
+        block.extend(group)
         if len(block) >= BLOCK_ROWS:
             yield records_to_table(block)
             block = []
@@ -88,7 +90,7 @@ def _read_file(file: InputFile, options: ReadOptions) -> Iterator[Any]:
         yield records_to_table(block)
 
 
-def _datasource(files: Sequence[InputFile], options: ReadOptions):
+def _datasource(files: Sequence[InputFile], options: ReadOptions, shard_size: int, batch_size: int):
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
 
@@ -102,7 +104,7 @@ def _datasource(files: Sequence[InputFile], options: ReadOptions):
             tasks = []
             for file in files:
                 meta = BlockMetadata(num_rows=None, size_bytes=file.size, input_files=[file.location], exec_stats=None)
-                read = (lambda f: lambda: _read_file(f, options))(file)
+                read = (lambda f: lambda: _read_file(f, options, shard_size, batch_size))(file)
                 tasks.append(ReadTask(read, meta, schema=_record_schema(), per_task_row_limit=per_task_row_limit))
             return tasks
 
@@ -136,7 +138,9 @@ class RayAnnotator:
 
         records = table_to_records(batch)
         todo = [r for r in records if (r.file_index, r.position // self.shard_size) not in self.done]
-        results = {item.key: item for item in self.annotator(todo)}
+        results = {}
+        for group in batch_groups(todo, self.shard_size, self.annotator.batch_size):  # the local engine's batches
+            results.update((item.key, item) for item in self.annotator(group))
         rows, words = [], []
         for rec in records:
             item = results.get(rec.key)
@@ -156,6 +160,7 @@ def annotate_ray(
     files: Sequence[InputFile],
     read_options: ReadOptions,
     *,
+    batch_size: int,
     model: str,
     code: Optional[str],
     annotator_options: Dict[str, Any],
@@ -185,7 +190,7 @@ def annotate_ray(
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        ds = ray.data.read_datasource(_datasource(files, read_options))
+        ds = ray.data.read_datasource(_datasource(files, read_options, shard_size, batch_size))
         if limit > 0:
             ds = ds.limit(limit)
         threads = torch_threads or max(1, int(cpus_per_worker))
@@ -200,7 +205,7 @@ def annotate_ray(
                 "torch_threads": threads,
                 "use_gpu": gpus_per_worker > 0,
             },
-            batch_size=annotator_options.get("batch_size", 128),
+            batch_size=None,  # a read block each: whole pipeline batches, as _read_file cut them
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cpus_per_worker,

@@ -7,7 +7,7 @@ Both engines use these readers, so they see the same records.
 """
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import AnnotateError
 from .inputs import InputFile
@@ -37,6 +37,29 @@ class Record:
     @property
     def key(self):
         return self.file_index, self.position
+
+
+def batch_key(record: Record, shard_size: int, batch_size: int) -> Tuple[int, int, int]:
+    """The nlp.pipe batch a record belongs to, fixed by its place in its file: batches never
+    span files or shards, so every engine, and a resumed run, feeds the pipeline the same
+    batches (a pipeline's output can depend on them: dynamic int8 quantization does)."""
+    shard, offset = divmod(record.position, shard_size)
+    return record.file_index, shard, offset // batch_size
+
+
+def batch_groups(records: Iterable[Record], shard_size: int, batch_size: int) -> Iterator[List[Record]]:
+    """Consecutive records grouped by batch_key."""
+    group: List[Record] = []
+    key = None
+    for record in records:
+        k = batch_key(record, shard_size, batch_size)
+        if k != key and group:
+            yield group
+            group = []
+        key = k
+        group.append(record)
+    if group:
+        yield group
 
 
 def read_records(file: InputFile, options: ReadOptions) -> Iterator[Record]:

@@ -53,6 +53,7 @@ class AnnotateOptions:
             "id_key": self.id_key,
             "format": fmt,
             "shard_size": self.shard_size,
+            "batch_size": self.batch_size,  # a pipeline's output can depend on its batches (int8)
             "limit": self.limit,
             "max_chars": self.max_chars,
             "scores_key": self.scores_key,
@@ -162,6 +163,7 @@ def _engine_stream(
         return annotate_ray(
             files,
             read_options,
+            batch_size=options.batch_size,
             model=location,
             code=options.code,
             annotator_options=annotator_options,
@@ -181,7 +183,7 @@ def _engine_stream(
         records = islice(records, options.limit)
     annotator = Annotator(nlp, keep_docs=layout.format == "spacy", **annotator_options)
     pending = _pending(records, done, options.shard_size, progress)
-    return annotate_local(annotator, pending, n_process=options.n_process, torch_threads=options.torch_threads)
+    return annotate_local(annotator, pending, shard_size=options.shard_size, n_process=options.n_process, torch_threads=options.torch_threads)
 
 
 def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional[AnnotateOptions] = None, printer: Optional[Messages] = None) -> Summary:
