@@ -5,8 +5,8 @@ input order. Workers send back rows (and docs only for .spacy output), not Docs.
 import multiprocessing
 import sys
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from typing import Iterable, Iterator, List, Optional
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Deque, Iterable, Iterator, List, Optional, Set, Tuple
 
 from .annotator import Annotated, Annotator
 from .records import Record, batch_groups
@@ -39,27 +39,46 @@ def _annotate_in_worker(batch: List[Record]) -> List[Annotated]:
     return out
 
 
+def _skipped(batch: List[Record]) -> List[Annotated]:
+    return [Annotated(r.file_index, r.position, None) for r in batch]
+
+
 def annotate_local(
-    annotator: Annotator, records: Iterable[Record], *, shard_size: int, n_process: int = 1, torch_threads: int = 0
+    annotator: Annotator,
+    records: Iterable[Record],
+    *,
+    shard_size: int,
+    done: Set[Tuple[int, int]],
+    n_process: int = 1,
+    torch_threads: int = 0,
 ) -> Iterator[Annotated]:
-    """Annotated records in input order."""
+    """One Annotated per input record, in input order (row None: a finished shard's record)."""
     batches = batch_groups(records, shard_size, annotator.batch_size)
+
+    def is_done(batch: List[Record]) -> bool:  # batches never span shards
+        return (batch[0].file_index, batch[0].position // shard_size) in done
+
     if n_process <= 1:
         set_torch_threads(torch_threads)
         for batch in batches:
-            yield from annotator(batch)
+            yield from _skipped(batch) if is_done(batch) else annotator(batch)
         return
     # fork shares the loaded pipeline copy-on-write; spawn (other OSes) pickles it once per worker
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     context = multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(n_process, mp_context=context, initializer=_init_worker, initargs=(annotator, torch_threads))
     try:
-        pending = deque()
+        pending: Deque[Future] = deque()
         for batch in batches:
-            pending.append(pool.submit(_annotate_in_worker, batch))
+            if is_done(batch):
+                future: Future = Future()
+                future.set_result(_skipped(batch))
+            else:
+                future = pool.submit(_annotate_in_worker, batch)
+            pending.append(future)
             if len(pending) >= 2 * n_process:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
-    finally:  # stopped early (--strict, an error, Ctrl-C): drop the queued batches
+    finally:  # stopped early (--limit reached, --strict, an error, Ctrl-C): drop the queued batches
         pool.shutdown(wait=True, cancel_futures=True)

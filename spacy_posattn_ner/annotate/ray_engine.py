@@ -3,9 +3,12 @@ same readers as the local engine), ``map_batches`` runs an actor class that load
 pipeline once per actor, and the driver receives the rows in input order and writes
 the shards with the same code as the local engine, so both engines write the same output.
 
-Rows travel as JSON strings (exact for ids of any JSON type and for float scores).
-Records of already finished shards go through the actors unannotated (a row of None)
-so that ``--limit`` counts them and the driver can report them as skipped.
+A dataset row is one whole pipeline batch (``batch_groups``), not one record: Ray splits
+and merges blocks as it likes (to reach its parallelism, for instance), and a batch
+split in two would change a batch-dependent pipeline's output. Records and rows travel
+as JSON (exact for ids of any JSON type and for float scores). Records of finished
+shards come back as markers (a row of None), so the driver counts them for ``--limit``
+and reports them as skipped.
 """
 import json
 import logging
@@ -14,17 +17,16 @@ import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .annotator import Annotated, Annotator, row_to_json
+from .errors import AnnotateError
 from .inputs import InputFile
 from .local_engine import set_torch_threads
 from .model import load_pipeline
 from .records import ReadOptions, Record, batch_groups, read_records
 
-BLOCK_ROWS = 1024
+GROUPS_PER_BLOCK = 8
 
 
 def require_ray() -> None:
-    from .errors import AnnotateError
-
     try:
         import ray  # noqa: F401
         import ray.data  # noqa: F401
@@ -32,67 +34,34 @@ def require_ray() -> None:
         raise AnnotateError("--engine ray needs Ray Data: pip install spacy-posattn-ner[ray]") from err
 
 
-def _record_schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("file_index", pa.int64()),
-            ("position", pa.int64()),
-            ("where", pa.string()),
-            ("id_json", pa.string()),
-            ("text", pa.string()),
-            ("words", pa.list_(pa.string())),
-            ("spaces", pa.list_(pa.bool_())),
-            ("error", pa.string()),
-        ]
-    )
+def group_to_json(group: Sequence[Record]) -> str:
+    return json.dumps([[r.file_index, r.position, r.where, r.id, r.text, r.words, r.spaces, r.error] for r in group])
 
 
-def records_to_table(records: Sequence[Record]):
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "file_index": [r.file_index for r in records],
-            "position": [r.position for r in records],
-            "where": [r.where for r in records],
-            "id_json": [json.dumps(r.id) for r in records],
-            "text": [r.text for r in records],
-            "words": [r.words for r in records],
-            "spaces": [r.spaces for r in records],
-            "error": [r.error for r in records],
-        },
-        schema=_record_schema(),
-    )
-
-
-def table_to_records(table) -> List[Record]:
-    cols = {name: table.column(name).to_pylist() for name in table.column_names}
-    return [
-        Record(fi, pos, where, json.loads(id_json), text, words, spaces, error)
-        for fi, pos, where, id_json, text, words, spaces, error in zip(
-            cols["file_index"], cols["position"], cols["where"], cols["id_json"], cols["text"], cols["words"], cols["spaces"], cols["error"]
-        )
-    ]
+def group_from_json(data: str) -> List[Record]:
+    return [Record(*fields) for fields in json.loads(data)]
 
 
 def _read_file(file: InputFile, options: ReadOptions, shard_size: int, batch_size: int) -> Iterator[Any]:
-    """Blocks of about BLOCK_ROWS records, cut between pipeline batches (batch_key) so that
-    an actor always gets whole batches."""
-    block: List[Record] = []
+    """Blocks of a few rows, each row one pipeline batch of this file's records."""
+    import pyarrow as pa
+
+    rows: List[str] = []
     for group in batch_groups(read_records(file, options), shard_size, batch_size):
-        block.extend(group)
-        if len(block) >= BLOCK_ROWS:
-            yield records_to_table(block)
-            block = []
-    if block:
-        yield records_to_table(block)
+        rows.append(group_to_json(group))
+        if len(rows) >= GROUPS_PER_BLOCK:
+            yield pa.table({"group": pa.array(rows, type=pa.large_string())})
+            rows = []
+    if rows:
+        yield pa.table({"group": pa.array(rows, type=pa.large_string())})
 
 
 def _datasource(files: Sequence[InputFile], options: ReadOptions, shard_size: int, batch_size: int):
+    import pyarrow as pa
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
+
+    schema = pa.schema([("group", pa.large_string())])
 
     class RecordsDatasource(Datasource):
         """One read task per input file, in input order."""
@@ -105,7 +74,7 @@ def _datasource(files: Sequence[InputFile], options: ReadOptions, shard_size: in
             for file in files:
                 meta = BlockMetadata(num_rows=None, size_bytes=file.size, input_files=[file.location], exec_stats=None)
                 read = (lambda f: lambda: _read_file(f, options, shard_size, batch_size))(file)
-                tasks.append(ReadTask(read, meta, schema=_record_schema(), per_task_row_limit=per_task_row_limit))
+                tasks.append(ReadTask(read, meta, schema=schema, per_task_row_limit=per_task_row_limit))
             return tasks
 
     return RecordsDatasource()
@@ -136,24 +105,38 @@ class RayAnnotator:
     def __call__(self, batch):
         import pyarrow as pa
 
-        records = table_to_records(batch)
-        todo = [r for r in records if (r.file_index, r.position // self.shard_size) not in self.done]
-        results = {}
-        for group in batch_groups(todo, self.shard_size, self.annotator.batch_size):  # the local engine's batches
-            results.update((item.key, item) for item in self.annotator(group))
-        rows, words = [], []
-        for rec in records:
-            item = results.get(rec.key)
-            rows.append(None if item is None else row_to_json(item.row))
-            words.append(0 if item is None else item.n_words)
+        file_index, position, rows, words = [], [], [], []
+        for data in batch.column("group").to_pylist():
+            group = group_from_json(data)
+            skip = (group[0].file_index, group[0].position // self.shard_size) in self.done  # whole shards only
+            results = [Annotated(r.file_index, r.position, None) for r in group] if skip else self.annotator(group)
+            for item in results:
+                file_index.append(item.file_index)
+                position.append(item.position)
+                rows.append(None if item.row is None else row_to_json(item.row))
+                words.append(item.n_words)
         return pa.table(
             {
-                "file_index": [r.file_index for r in records],
-                "position": [r.position for r in records],
-                "row": pa.array(rows, type=pa.string()),
+                "file_index": pa.array(file_index, type=pa.int64()),
+                "position": pa.array(position, type=pa.int64()),
+                "row": pa.array(rows, type=pa.large_string()),
                 "n_words": pa.array(words, type=pa.int64()),
             }
         )
+
+
+def _init_ray(address: Optional[str], workers: int, cpus_per_worker: float) -> None:
+    import ray
+
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:  # "local": a new Ray even where `ray start` left a cluster running
+            cpus = max(os.cpu_count() or 1, math.ceil(workers * cpus_per_worker) + 1)  # reads need a CPU too
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
+    except Exception as err:  # noqa: BLE001 - Ray raises several kinds
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise AnnotateError(f"--engine ray: cannot start or reach {where} ({type(err).__name__}: {err})") from err
 
 
 def annotate_ray(
@@ -166,24 +149,19 @@ def annotate_ray(
     annotator_options: Dict[str, Any],
     done: Set[Tuple[int, int]],
     shard_size: int,
-    limit: int,
     workers: int,
     cpus_per_worker: float,
     gpus_per_worker: float,
     address: Optional[str],
     torch_threads: int,
 ) -> Iterator[Annotated]:
-    """Annotated records in input order (row None: a record of a finished shard)."""
+    """One Annotated per input record, in input order (row None: a finished shard's record)."""
     import ray
     from ray.data import DataContext
 
     started = not ray.is_initialized()
     if started:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING)
-        else:  # reads need a CPU slot too: never let the actors take every one
-            cpus = max(os.cpu_count() or 1, math.ceil(workers * cpus_per_worker) + 1)
-            ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
+        _init_ray(address, workers, cpus_per_worker)
     try:
         context = DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -191,9 +169,6 @@ def annotate_ray(
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         ds = ray.data.read_datasource(_datasource(files, read_options, shard_size, batch_size))
-        if limit > 0:
-            ds = ds.limit(limit)
-        threads = torch_threads or max(1, int(cpus_per_worker))
         ds = ds.map_batches(
             RayAnnotator,
             fn_constructor_kwargs={
@@ -202,10 +177,10 @@ def annotate_ray(
                 "annotator_options": annotator_options,
                 "done": sorted(done),
                 "shard_size": shard_size,
-                "torch_threads": threads,
+                "torch_threads": torch_threads or max(1, int(cpus_per_worker)),
                 "use_gpu": gpus_per_worker > 0,
             },
-            batch_size=None,  # a read block each: whole pipeline batches, as _read_file cut them
+            batch_size=None,  # the rows of a block: whole pipeline batches however Ray cuts blocks
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cpus_per_worker,

@@ -6,9 +6,8 @@ which makes an interrupted and resumed run write exactly what an uninterrupted o
 """
 import os
 from dataclasses import dataclass, replace
-from itertools import islice
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .annotator import DEFAULT_SCORES_KEY, Annotated, Annotator
 from .errors import AnnotateError
@@ -18,7 +17,7 @@ from .messages import Messages
 from .model import entity_warning, import_code, load_pipeline, model_location
 from .outputs import OutputLayout, merge_shards, output_layout, require_format, write_shard
 from .progress import Progress, Summary
-from .records import ReadOptions, Record, iter_records
+from .records import ReadOptions, iter_records
 
 ENGINES = ("local", "ray")
 
@@ -137,14 +136,6 @@ def _outside_output(files: List[InputFile], layout: OutputLayout, printer: Messa
     return kept
 
 
-def _pending(records: Iterable[Record], done: Set[Tuple[int, int]], shard_size: int, progress: Progress) -> Iterator[Record]:
-    for record in records:
-        if (record.file_index, record.position // shard_size) in done:
-            progress.skipped()
-        else:
-            yield record
-
-
 def _engine_stream(
     options: AnnotateOptions,
     files: Sequence[InputFile],
@@ -153,7 +144,6 @@ def _engine_stream(
     location: str,
     layout: OutputLayout,
     done: Set[Tuple[int, int]],
-    progress: Progress,
 ) -> Iterator[Annotated]:
     """The chosen engine's annotated records, in input order."""
     annotator_options = {"max_chars": options.max_chars, "batch_size": options.batch_size, "scores_key": options.scores_key}
@@ -169,7 +159,6 @@ def _engine_stream(
             annotator_options=annotator_options,
             done=done,
             shard_size=options.shard_size,
-            limit=options.limit,
             workers=options.workers,
             cpus_per_worker=options.cpus_per_worker,
             gpus_per_worker=options.gpus_per_worker,
@@ -178,12 +167,11 @@ def _engine_stream(
         )
     from .local_engine import annotate_local
 
-    records: Iterable[Record] = iter_records(files, read_options)
-    if options.limit:
-        records = islice(records, options.limit)
     annotator = Annotator(nlp, keep_docs=layout.format == "spacy", **annotator_options)
-    pending = _pending(records, done, options.shard_size, progress)
-    return annotate_local(annotator, pending, shard_size=options.shard_size, n_process=options.n_process, torch_threads=options.torch_threads)
+    records = iter_records(files, read_options)
+    return annotate_local(
+        annotator, records, shard_size=options.shard_size, done=done, n_process=options.n_process, torch_threads=options.torch_threads
+    )
 
 
 def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional[AnnotateOptions] = None, printer: Optional[Messages] = None) -> Summary:
@@ -223,9 +211,13 @@ def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional
     summary = Summary(output=str(layout.target), skipped_shards=len(done), engine=options.engine)
     progress = Progress(summary, printer, show=options.progress)
     assembler = ShardAssembler(layout, options.shard_size, nlp.vocab, progress)
-    stream = _engine_stream(options, files, read_options, nlp, location, layout, done, progress)
+    stream = _engine_stream(options, files, read_options, nlp, location, layout, done)
+    seen = 0
     try:
         for item in stream:
+            if options.limit and seen == options.limit:
+                break  # the engines annotate whole batches: rows past the limit are dropped here
+            seen += 1
             if item.row is None:
                 progress.skipped()
                 continue
