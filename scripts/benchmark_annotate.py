@@ -3,7 +3,8 @@ engine with 1 and 2 processes and the Ray engine with 1 and 2 workers (one torch
 each), side by side with a plain `nlp.pipe` loop (1 and 2 processes) in the same run.
 
 The .spacy corpus is written out as JSONL texts (doc.text), so every engine reads the same
-input. The `nlp.pipe` loops time the loop only (the pipeline is already loaded); annotate's
+input, in the same batches (the shard size is a multiple of the batch size): their entity
+counts agree even for a pipeline whose output depends on its batches (int8). The `nlp.pipe` loops time the loop only (the pipeline is already loaded); annotate's
 `seconds` cover its whole annotation phase (reading, worker start-up and their pipeline
 loads, writing the shards): that is the price of the job, and `wall_seconds` adds the
 driver's own pipeline load. The machine's load average is recorded: on a busy machine the
@@ -88,7 +89,7 @@ def main(
     repeat: int = typer.Option(10, "--repeat", help="The second corpus: this many copies of the first"),
     engines: str = typer.Option(",".join(ENGINES), "--engines", help=f"Comma-separated, any of {', '.join(ENGINES)}"),
     batch_size: int = typer.Option(128, "--batch-size"),
-    shard_size: int = typer.Option(10_000, "--shard-size"),
+    shard_size: int = typer.Option(10_240, "--shard-size", help="A multiple of --batch-size: annotate's batches are then nlp.pipe's"),
     output_json: Path = typer.Option(Path("metrics/benchmark_annotate.json"), "--output-json"),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Inputs and outputs (default: a temporary directory)"),
     # fmt: on
@@ -96,6 +97,8 @@ def main(
     # one thread each everywhere: HF tokenizers' own thread pool too (and no fork warnings)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     wanted = [e.strip() for e in engines.split(",") if e.strip()]
+    if shard_size % batch_size:
+        raise typer.BadParameter(f"--shard-size {shard_size} is not a multiple of --batch-size {batch_size}: the nlp.pipe loops would see other batches")
     unknown = [e for e in wanted if e not in ENGINES]
     if unknown:
         raise typer.BadParameter(f"unknown engines {unknown}: choose from {ENGINES}")

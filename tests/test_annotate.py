@@ -495,7 +495,7 @@ def test_benchmark_script_end_to_end(tiny_exit_pipeline, toy_corpus, tmp_path):
     out = tmp_path / "metrics" / "benchmark_annotate.json"
     cmd = [
         sys.executable, str(ROOT / "scripts" / "benchmark_annotate.py"), str(tiny_exit_pipeline), str(toy_corpus),
-        "--repeat", "3", "--engines", engines, "--shard-size", "5", "--output-json", str(out), "--work-dir", str(tmp_path / "work"),
+        "--repeat", "3", "--engines", engines, "--batch-size", "5", "--shard-size", "10", "--output-json", str(out), "--work-dir", str(tmp_path / "work"),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -508,7 +508,7 @@ def test_benchmark_script_end_to_end(tiny_exit_pipeline, toy_corpus, tmp_path):
         assert list(runs) == engines.split(",")
         words = {r["words"] for r in runs.values()}
         assert len(words) == 1 and words.pop() > 0  # every engine saw the same words
-        assert len({r["entities"] for r in runs.values()}) == 1
+        assert len({r["entities"] for r in runs.values()}) == 1  # the same batches everywhere
         for r in runs.values():
             assert r["words_per_second"] > 0 and r["seconds"] > 0 and r["documents"] == n_docs * scale
     assert "words/s" in result.stdout
