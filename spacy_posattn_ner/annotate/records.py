@@ -6,7 +6,7 @@ naming the file and the line or row, so it gets an output row and nothing is dro
 Both engines use these readers, so they see the same records.
 """
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import AnnotateError
@@ -31,7 +31,7 @@ class Record:
     id: Any
     text: Optional[str] = None
     words: Optional[List[str]] = None  # DocBin input keeps its tokenization
-    spaces: Optional[List[bool]] = field(default=None)
+    spaces: Optional[List[bool]] = None
     error: Optional[str] = None
 
     @property
