@@ -72,11 +72,13 @@ def test_flipped_bytes_on_disk_are_refused_naming_the_file(saved):
 )
 def test_truncated_or_extended_file_is_refused_naming_the_file(saved, damage: Callable[[bytes], bytes], kind: str):
     model = saved / "posattn_ner" / "model"
-    model.write_bytes(damage(model.read_bytes()))
+    original = model.read_bytes()
+    damaged = damage(original)
+    model.write_bytes(damaged)
     with pytest.raises(ValueError) as err:
         spacy.load(saved)
     assert str(model) in str(err.value)
-    assert kind in str(err.value)
+    assert f"{kind} ({len(damaged):,} bytes, saved {len(original):,})" in str(err.value)
 
 
 def _with_model_bytes(nlp_bytes: bytes, change: Callable[[dict], None]) -> bytes:
@@ -101,7 +103,7 @@ def test_damaged_model_bytes_are_refused_by_from_bytes(tiny_exit_pipeline, damag
     data = _with_model_bytes(nlp.to_bytes(), corrupt)
     with pytest.raises(ValueError) as err:
         spacy.load(tiny_exit_pipeline).from_bytes(data)
-    assert "posattn_ner 'posattn_ner' model bytes" in str(err.value)
+    assert "posattn_ner 'posattn_ner' model bytes: the weights" in str(err.value)
     assert kind in str(err.value)
 
 
@@ -177,7 +179,7 @@ HARMLESS = ("config.json", tarfile.REGTYPE, b"{}")
     [
         ("../evil", tarfile.REGTYPE, b"owned"),
         ("../../evil", tarfile.REGTYPE, b"owned"),
-        ("/tmp/posattn-evil-absolute", tarfile.REGTYPE, b"owned"),
+        ("ABSOLUTE", tarfile.REGTYPE, b"owned"),  # an absolute path inside tmp_path
         ("sub/evil", tarfile.REGTYPE, b"owned"),
         ("./evil", tarfile.REGTYPE, b"owned"),
         ("evil-link", tarfile.SYMTYPE, b"/etc/passwd"),
@@ -193,6 +195,8 @@ def test_archive_with_unsafe_member_is_refused_before_anything_is_written(member
     scratch = tmp_path / "tmp"
     (scratch / "x").mkdir(parents=True)
     monkeypatch.setattr("tempfile.tempdir", str(scratch / "x"))  # extraction happens in here
+    if member[0] == "ABSOLUTE":
+        member = ((tmp_path / "evil-absolute").as_posix(),) + member[1:]
     data = _archive(HARMLESS, member, HARMLESS)
     with pytest.raises(BackboneLoadError) as err:
         from_archive(data, "my-backbone")
@@ -200,7 +204,6 @@ def test_archive_with_unsafe_member_is_refused_before_anything_is_written(member
     assert repr(member[0]) in message and "'my-backbone'" in message and "refusing" in message
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
     assert written == ["tmp", "tmp/x"]  # nothing escaped, and the temp dir is cleaned up
-    assert not Path("/tmp/posattn-evil-absolute").exists()
 
 
 def test_archive_round_trip(tiny_backbone):
