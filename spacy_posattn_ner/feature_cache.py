@@ -5,7 +5,10 @@ function of (backbone weights, window settings, doc text and tokenization). The 
 is keyed by a digest of exactly those, so a stale entry can never be returned.
 Entries live in RAM up to ``max_ram_mb``; past that they are appended to a file in
 ``directory`` and read back through a memory map (the OS page cache does the rest),
-so the full GMB training split fits on a machine whose RAM it would not. RAM entries
+so the full GMB training split fits on a machine whose RAM it would not. The spill
+file is bounded too (``max_disk_mb``, the factory's ``cache_max_disk_mb``): an entry
+that would take it past the bound raises ``FeatureCacheFullError`` (see there why
+an error and not eviction). RAM entries
 are packed into large preallocated slabs rather than one array each: hundreds of
 thousands of ~100 KB arrays fragment the heap until it holds gigabytes more than
 the features themselves.
@@ -26,6 +29,20 @@ from .backbone import token_texts
 
 
 SLAB_ITEMS = 32 * 2**20  # float16 values per RAM slab (64 MiB)
+DEFAULT_MAX_DISK_MB = 20480  # 20 GiB: the full GMB split with all-MiniLM spills about 3 GiB
+
+
+class FeatureCacheFullError(RuntimeError):
+    """The spill file would grow past ``cache_max_disk_mb``.
+
+    An error rather than eviction, because:
+    - it comes early: the cache fills during the first epoch (every distinct doc is
+      computed once then), so a too small bound costs minutes, not a training run;
+    - eviction would turn every later epoch back into backbone passes over the
+      evicted docs: a run many times slower with nothing to say why;
+    - the spill file is append-only and arrays handed out are views of its memory
+      map, so reusing its space could change features under a reader.
+    """
 
 
 def doc_key(doc: Doc, fingerprint: str) -> str:
@@ -42,10 +59,23 @@ def doc_key(doc: Doc, fingerprint: str) -> str:
 
 
 class FeatureCache:
-    """A bounded key → float16 array store with a memory-mapped spill file."""
+    """A bounded key → float16 array store with a memory-mapped spill file.
 
-    def __init__(self, max_ram_mb: float = 2048, directory: Optional[str] = None):
+    ``max_ram_mb`` bounds the RAM slabs, ``max_disk_mb`` the spill file (0: never
+    spill; there is no unbounded setting, so a disk can not fill up unnoticed).
+    """
+
+    def __init__(
+        self, max_ram_mb: float = 2048, directory: Optional[str] = None, max_disk_mb: float = DEFAULT_MAX_DISK_MB
+    ):
+        if isinstance(max_disk_mb, bool) or not isinstance(max_disk_mb, (int, float)) or not max_disk_mb >= 0:
+            raise ValueError(
+                f"posattn_ner: cache_max_disk_mb must be a number of MiB >= 0 (0: never spill to disk), "
+                f"got {max_disk_mb!r}. There is no unbounded setting: give a bound the disk of cache_dir can hold."
+            )
         self.max_ram_bytes = int(max_ram_mb * 2**20)
+        self.max_disk_mb = float(max_disk_mb)
+        self.max_disk_bytes = int(max_disk_mb * 2**20)
         self._dir_arg = directory
         self._dir: Optional[Path] = None
         self._owns_dir = False
@@ -89,6 +119,15 @@ class FeatureCache:
             self._ram[key] = self._slab_copy(value)
             self._ram_bytes += value.nbytes
             return
+        if self._size + value.nbytes > self.max_disk_bytes:
+            where = self._file.name if self._file is not None else (self._dir_arg or "a temporary directory")
+            raise FeatureCacheFullError(
+                f"posattn_ner feature cache: storing the features of one more doc ({value.nbytes:,} bytes, "
+                f"shape {value.shape}) would take the spill file in {where} to {self._size + value.nbytes:,} bytes, "
+                f"past cache_max_disk_mb = {self.max_disk_mb:g} MiB ({self.max_disk_bytes:,} bytes; "
+                f"{len(self._disk):,} docs on disk, {len(self._ram):,} in RAM). Raise the posattn_ner "
+                f"setting cache_max_disk_mb (or cache_max_ram_mb), or set cache_dir to a disk with more room."
+            )
         f = self._open()
         f.seek(self._size)
         f.write(value.tobytes())

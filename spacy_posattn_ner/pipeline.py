@@ -26,7 +26,7 @@ from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
 
 from .backbone import PRECISIONS, TRAIN_PRECISIONS, resolve_precision
 from .engine import TagScores
-from .feature_cache import FeatureCache
+from .feature_cache import DEFAULT_MAX_DISK_MB, FeatureCache
 from .gold import gold_tag_ids
 from .layers.decoding import best_paths, entity_bounds, make_tags, transition_masks
 from .layers.marginals import Lattice
@@ -75,6 +75,7 @@ _OWNERS: "weakref.WeakKeyDictionary[PosAttnNER, weakref.ref]" = weakref.WeakKeyD
         "model": DEFAULT_MODEL,
         "cache_max_ram_mb": 2048,
         "cache_dir": None,
+        "cache_max_disk_mb": DEFAULT_MAX_DISK_MB,
         "exit_threshold": 1.0,
         "precision": "auto",
         "train_precision": "fp32",
@@ -93,6 +94,7 @@ def make_posattn_ner(
     model: Model[List[Doc], PaddedScores],
     cache_max_ram_mb: float,
     cache_dir: Optional[str],
+    cache_max_disk_mb: float,
     exit_threshold: float,
     precision: str,
     train_precision: str,
@@ -107,6 +109,9 @@ def make_posattn_ner(
 
     cache_max_ram_mb (float): RAM for cached training features; beyond it they spill
         to a memory-mapped file in ``cache_dir`` (a temporary directory if None).
+    cache_max_disk_mb (float): the spill file's bound (0: never spill). Storing past
+        it raises FeatureCacheFullError, which names this setting: no unbounded
+        setting, no silent eviction (feature_cache.FeatureCacheFullError says why).
     exit_threshold (float): with an early-exit model, a doc leaves at the first exit
         whose confidence (its least sure token's top probability) reaches this;
         1.0 or more never exits early, 0.0 always exits first. Runtime setting.
@@ -134,6 +139,7 @@ def make_posattn_ner(
         name,
         cache_max_ram_mb=cache_max_ram_mb,
         cache_dir=cache_dir,
+        cache_max_disk_mb=cache_max_disk_mb,
         exit_threshold=exit_threshold,
         precision=precision,
         train_precision=train_precision,
@@ -181,6 +187,7 @@ class PosAttnNER(TrainablePipe):
         *,
         cache_max_ram_mb: float = 2048,
         cache_dir: Optional[str] = None,
+        cache_max_disk_mb: float = DEFAULT_MAX_DISK_MB,
         exit_threshold: float = 1.0,
         precision: str = "auto",
         train_precision: str = "fp32",
@@ -196,7 +203,7 @@ class PosAttnNER(TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {"labels": [], "n_layers": None, "hidden_width": None, "spans_key": spans_key}
-        get_backbone(model).cache = FeatureCache(cache_max_ram_mb, cache_dir)
+        get_backbone(model).cache = FeatureCache(cache_max_ram_mb, cache_dir, cache_max_disk_mb)
         self.exit_distill = exit_distill
         self.exit_threshold = exit_threshold
         self.precision = precision
@@ -574,6 +581,9 @@ class PosAttnNER(TrainablePipe):
         util.to_disk(path, serialize, exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "PosAttnNER":
+        # a checksum left from an earlier load or save describes other weights: the
+        # cfg read below brings the right one, or none (saved before checksums)
+        self.cfg.pop("model_checksum", None)
         deserialize = {
             "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
             "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
@@ -583,6 +593,7 @@ class PosAttnNER(TrainablePipe):
         return self
 
     def from_disk(self, path, *, exclude=tuple()) -> "PosAttnNER":
+        self.cfg.pop("model_checksum", None)  # as in from_bytes
         deserialize = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),

@@ -1,13 +1,16 @@
 """Frozen features once per distinct doc: the cache, its keys, and training with it."""
 import io
+import json
+import shutil
 
 import numpy
+import pytest
 import torch
 import spacy
 from spacy.tokens import Doc, DocBin
 
 from spacy_posattn_ner.models import get_backbone, get_head
-from spacy_posattn_ner.feature_cache import FeatureCache, doc_key
+from spacy_posattn_ner.feature_cache import DEFAULT_MAX_DISK_MB, FeatureCache, FeatureCacheFullError, doc_key
 
 from .conftest import ROOT, ents_of, make_nlp, pipe_config, toy_examples, train
 
@@ -145,3 +148,102 @@ def test_cache_does_not_change_what_is_learned(tiny_backbone):
     for key in head_a:
         assert numpy.array_equal(head_a[key].numpy(), head_b[key].numpy()), key
     assert [ents_of(with_cache(t)) for t in texts] == [ents_of(without(t)) for t in texts]
+
+
+# -- the spill file's bound (cache_max_disk_mb) ------------------------------------------
+def _mb(n_bytes: float) -> float:
+    return n_bytes / 2**20
+
+
+def test_spill_past_cache_max_disk_mb_raises_naming_the_setting(tmp_path):
+    """A full spill file is an error, not eviction (FeatureCacheFullError says why):
+    the entry is not stored, nothing is written, and what was stored stays readable."""
+    one = _array(0)
+    cache = FeatureCache(max_ram_mb=_mb(1.5 * one.nbytes), directory=str(tmp_path), max_disk_mb=_mb(2.5 * one.nbytes))
+    arrays = {f"k{i}": _array(i) for i in range(4)}
+    for key in ("k0", "k1", "k2"):  # one in RAM, two on disk
+        cache.put(key, arrays[key])
+    assert cache.disk_bytes == 2 * one.nbytes
+    with pytest.raises(FeatureCacheFullError) as err:
+        cache.put("k3", arrays["k3"])
+    message = str(err.value)
+    (spill,) = tmp_path.iterdir()
+    assert "cache_max_disk_mb" in message and str(spill) in message
+    assert f"to {3 * one.nbytes:,} bytes" in message and f"({int(_mb(2.5 * one.nbytes) * 2**20):,} bytes" in message
+    assert "k3" not in cache and len(cache) == 3
+    for key in ("k0", "k1", "k2"):
+        assert numpy.array_equal(cache.get(key), arrays[key])
+    assert cache.disk_bytes == spill.stat().st_size == 2 * one.nbytes  # (flushed by the reads) nothing more was written
+    cache.put("k1", arrays["k1"])  # already stored: no growth, no error
+    cache.clear()
+
+
+def test_cache_max_disk_mb_zero_never_spills(tmp_path):
+    one = _array(0)
+    cache = FeatureCache(max_ram_mb=_mb(1.5 * one.nbytes), directory=str(tmp_path), max_disk_mb=0)
+    cache.put("k0", one)
+    with pytest.raises(FeatureCacheFullError, match="cache_max_disk_mb = 0 MiB"):
+        cache.put("k1", _array(1))
+    assert not list(tmp_path.iterdir())  # no spill file was even created
+
+
+@pytest.mark.parametrize("bad", [None, -1, float("nan"), "20480", True])
+def test_cache_max_disk_mb_must_be_a_bound(bad):
+    with pytest.raises(ValueError, match="cache_max_disk_mb must be a number of MiB >= 0"):
+        FeatureCache(max_disk_mb=bad)
+
+
+def test_factory_setting_cache_max_disk_mb(tiny_backbone):
+    nlp = make_nlp(tiny_backbone)
+    assert nlp.get_pipe_config("posattn_ner")["cache_max_disk_mb"] == DEFAULT_MAX_DISK_MB
+    assert get_backbone(nlp.get_pipe("posattn_ner").model).cache.max_disk_mb == DEFAULT_MAX_DISK_MB
+    with pytest.raises(Exception, match="cache_max_disk_mb"):  # None (unbounded) is refused by the config
+        spacy.blank("en").add_pipe("posattn_ner", config={**pipe_config(tiny_backbone), "cache_max_disk_mb": None})
+
+
+def test_training_past_a_small_disk_bound_stops_with_the_error(tiny_backbone, tmp_path):
+    """End to end through the factory: no RAM, a spill file too small for the toy
+    corpus' features. The first update says which setting to change."""
+    nlp = spacy.blank("en")
+    config = {**pipe_config(tiny_backbone), "cache_max_ram_mb": 0, "cache_dir": str(tmp_path), "cache_max_disk_mb": 0.003}
+    nlp.add_pipe("posattn_ner", config=config)
+    examples = toy_examples(nlp)
+    nlp.initialize(lambda: examples)
+    with pytest.raises(FeatureCacheFullError, match="cache_max_disk_mb"):
+        nlp.update(examples)
+    cache = get_backbone(nlp.get_pipe("posattn_ner").model).cache
+    assert 0 < cache.disk_bytes <= 0.003 * 2**20 and 0 < len(cache) < len(examples)
+
+
+def test_saved_config_without_cache_max_disk_mb_loads_with_the_default(tiny_exit_pipeline, tmp_path):
+    path = shutil.copytree(tiny_exit_pipeline, tmp_path / "p")
+    config = (path / "config.cfg").read_text()
+    assert "cache_max_disk_mb" in config
+    (path / "config.cfg").write_text("\n".join(l for l in config.splitlines() if not l.startswith("cache_max_disk_mb")))
+    nlp = spacy.load(path)
+    assert get_backbone(nlp.get_pipe("posattn_ner").model).cache.max_disk_mb == DEFAULT_MAX_DISK_MB
+
+
+# -- the tokenizer is part of the key ------------------------------------------------------
+def test_backbones_differing_only_in_tokenizer_get_different_keys(tiny_backbone, tmp_path):
+    """Same weights and config, one wordpiece renamed in tokenizer.json: the
+    fingerprints differ, so one cache never hands one backbone's features to the other."""
+    other = shutil.copytree(tiny_backbone, tmp_path / "other-tokenizer")
+    tokenizer_json = json.loads((other / "tokenizer.json").read_text())
+    vocab = tokenizer_json["model"]["vocab"]
+    vocab["l0ndon"] = vocab.pop("london")
+    (other / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    a = get_backbone(make_nlp(tiny_backbone).get_pipe("posattn_ner").model).load()
+    b = get_backbone(make_nlp(str(other)).get_pipe("posattn_ner").model).load()
+    assert a.model.config.to_json_string() == b.model.config.to_json_string()
+    for key, tensor in a.model.state_dict().items():
+        assert torch.equal(tensor, b.model.state_dict()[key]), key
+    assert a.fingerprint != b.fingerprint
+    doc = spacy.blank("en").make_doc("Thousands marched through London .")
+    cache = FeatureCache()
+    a.cache = b.cache = cache
+    feats_a = a.train_features([doc], "fp32")[0]
+    feats_b = b.train_features([doc], "fp32")[0]
+    assert cache.misses == 2 and cache.hits == 0 and len(cache) == 2
+    assert not numpy.array_equal(feats_a, feats_b)  # the renamed wordpiece changed London's features
+    assert numpy.array_equal(a.train_features([doc], "fp32")[0], feats_a) and cache.hits == 1
