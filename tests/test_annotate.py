@@ -101,8 +101,20 @@ def write_jsonl(path: Path, rows) -> Path:
     return path
 
 
-def expected_entities(doc):
-    return [{"start_char": e.start_char, "end_char": e.end_char, "label": e.label_, "text": e.text} for e in doc.ents]
+def expected_entities(doc, key: str = "posattn_ner"):
+    """What nlp.pipe says of a doc's entities, with the score the pipeline gives each
+    (``doc.spans[key]`` with ``attrs["scores"]``), where it gives one."""
+    scores = {}
+    if key in doc.spans and "scores" in doc.spans[key].attrs:
+        group = doc.spans[key]
+        scores = {(s.start, s.end, s.label_): float(p) for s, p in zip(group, group.attrs["scores"])}
+    rows = []
+    for e in doc.ents:
+        row = {"start_char": e.start_char, "end_char": e.end_char, "label": e.label_, "text": e.text}
+        if (e.start, e.end, e.label_) in scores:
+            row["score"] = scores[(e.start, e.end, e.label_)]
+        rows.append(row)
+    return rows
 
 
 def run(model, input_spec, output, **options):
