@@ -142,15 +142,24 @@ def _clean_id(value: Any) -> Any:
         return str(value)
 
 
-def _jsonl_records(file: InputFile, options: ReadOptions) -> Iterator[Record]:
+def _decoded_lines(file: InputFile, options: ReadOptions) -> Iterator[Tuple[Record, Optional[str]]]:
+    """Each physical line as a record (its place and fallback id) and its text, or
+    None with the record's error set where the bytes do not decode."""
     for i, raw in enumerate(_lines(file)):
         number = i + 1
         where = f"{file.label} line {number}"
         rec = Record(file.index, i, where, _fallback_id(file, number, options))
         try:
-            line = _decode(raw, i == 0)
+            yield rec, _decode(raw, i == 0)
         except UnicodeDecodeError as err:
             rec.error = f"{where}: {_decode_problem(raw, err)}"
+            yield rec, None
+
+
+def _jsonl_records(file: InputFile, options: ReadOptions) -> Iterator[Record]:
+    for rec, line in _decoded_lines(file, options):
+        where = rec.where
+        if line is None:
             yield rec
             continue
         if not line.strip():
@@ -181,14 +190,8 @@ def _jsonl_records(file: InputFile, options: ReadOptions) -> Iterator[Record]:
 
 
 def _text_records(file: InputFile, options: ReadOptions) -> Iterator[Record]:
-    for i, raw in enumerate(_lines(file)):
-        number = i + 1
-        where = f"{file.label} line {number}"
-        rec = Record(file.index, i, where, _fallback_id(file, number, options))
-        try:
-            rec.text = _decode(raw, i == 0)
-        except UnicodeDecodeError as err:
-            rec.error = f"{where}: {_decode_problem(raw, err)}"
+    for rec, line in _decoded_lines(file, options):
+        rec.text = line
         yield rec
 
 
