@@ -116,8 +116,9 @@ def make_posattn_ner(
         whose confidence (its least sure token's top probability) reaches this;
         1.0 or more never exits early, 0.0 always exits first. Runtime setting.
     precision (str): the backbone's inference precision: "fp32", "bf16", "int8"
-        (dynamic quantization of its linear layers, CPU) or "auto" (bf16 where the
-        hardware has it natively, else int8 on CPU). Runtime setting.
+        (dynamic quantization of its linear layers, CPU; a doc's answer can depend
+        on the batch it runs in) or "auto" (bf16 where the hardware has it natively,
+        else fp32). Runtime setting.
     train_precision (str): the backbone's precision for the features training uses:
         "fp32", "bf16" or "auto" (bf16 where native, else fp32). The head always
         trains in fp32.
@@ -285,7 +286,7 @@ class PosAttnNER(TrainablePipe):
 
     @property
     def resolved_precision(self) -> str:
-        """What ``precision`` means on this machine and device ("auto" → bf16 or int8)."""
+        """What ``precision`` means on this machine and device ("auto" → bf16 or fp32)."""
         return resolve_precision(self.precision, get_backbone(self.model).device)
 
     @property

@@ -21,7 +21,8 @@ def trained(tiny_backbone):
 
 
 def test_auto_resolves_to_a_concrete_precision():
-    assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "int8")
+    # never int8: its per-batch activation scale would make answers depend on batching
+    assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "fp32")
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     with pytest.raises(ValueError, match="'fp8' is not one of"):
         resolve_precision("fp8", torch.device("cpu"))
@@ -45,7 +46,10 @@ def test_reduced_precision_keeps_predictions(trained, precision):
         low = backbone.features(docs, precision=precision, training=False)
         full = backbone.features(docs, precision="fp32", training=False)
         diffs = [numpy.abs(a.astype("f") - b.astype("f")).max() for a, b in zip(low, full)]
-        assert 0 < max(diffs) < 0.5  # really computed differently, and close
+        if resolve_precision(precision, backbone.device) == "fp32":  # auto without native bf16
+            assert max(diffs) == 0
+        else:
+            assert 0 < max(diffs) < 0.5  # really computed differently, and close
     finally:
         ner.precision = "fp32"
 

@@ -409,8 +409,8 @@ SPEED_TIMING = {
 
 def speed_definition_text(report: Mapping[str, Any]) -> str:
     return SPEED_TIMING[report["speed_definition"]].format(**report) + (
-        " Precision applies to posattn_ner's backbone (`bf16` autocast, `int8` dynamic quantization, `auto` = bf16 "
-        "where the CPU has it natively, else int8); the CNN runs thinc's float32 CPU ops (not torch's threads) and "
+        " Precision applies to posattn_ner's backbone (`bf16` autocast, `int8` dynamic quantization, `auto` as "
+        "resolved on the machine, shown in brackets); the CNN runs thinc's float32 CPU ops (not torch's threads) and "
         "the transformer fp32. Mean exit layer k = after the backbone's k-th layer (the last one when exit is off). "
         "× CNN = words/s over the CNN's words/s."
     )

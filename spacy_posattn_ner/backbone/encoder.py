@@ -96,14 +96,19 @@ def from_archive(data: bytes, label: str) -> Tuple[torch.nn.Module, object]:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → bf16 where the hardware computes it natively (CUDA with bf16, CPUs
-    with AVX512-BF16/AMX), else int8 dynamic quantization on CPU, else fp32."""
+    with AVX512-BF16/AMX), else fp32.
+
+    Never int8: dynamic quantization scales each batch's activations by that batch's
+    range, so a document's entities could depend on the documents batched with it
+    (``nlp.pipe`` ≠ ``nlp(text)``). int8 stays available as an explicit choice.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if _cpu_has_native_bf16() else "int8"
+    return "bf16" if _cpu_has_native_bf16() else "fp32"
 
 
 def resolve_train_precision(precision: str, device: torch.device) -> str:
