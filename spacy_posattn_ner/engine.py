@@ -1,26 +1,32 @@
-"""The one inference path: docs → tag log-probabilities and the layer each doc left at.
+"""The one inference path: docs → tag log-probabilities and the layer each part left at.
 
 Every model goes through it: a model without early exit is a model with one exit,
 after the backbone's last layer. The backbone runs a layer at a time; after each
-exit layer, the docs still running are scored by that exit's head, and a doc whose
-confidence reaches the threshold is finished there: its windows leave the backbone
-batches, so the deeper layers are really not computed for it. The unit of exit is
-the doc; a long doc's windows move together and are pooled as in training.
+exit layer, that exit's head scores the docs still running, and a *segment* whose
+confidence reaches the threshold is finished there. A segment is a sentence where
+the doc's sentence starts are set (multi-sentence docs: each sentence leaves on its
+own, with the whole doc as context), else the whole doc. A window whose tokens are
+all finished leaves the backbone batches, so the deeper layers are really not
+computed for it; while its doc goes on, its last states stand in for it in the
+deeper layers (Li et al. 2021 copy exited states up), so the deeper heads still see
+the finished tokens as context. Training runs every exit on every token.
 
+Nothing depends on the other docs of a batch: a doc's answer is the same in any batch.
 From wordpiece ids to log-probs, tensors stay on the backbone's device: pooling,
 the layer mix, the heads and the bookkeeping of who left where. The only transfer
-to the host per exit is one boolean per doc (which docs go on).
+to the host per exit is one boolean per segment (which go on).
 """
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy
 import torch
+from spacy.attrs import SENT_START
 from spacy.tokens import Doc
 
 from .backbone import FrozenBackbone, TokenPooler, Window, resolve_precision
 from .batching import length_chunks
-from .layers.exits import MultiExitHead, confidence
+from .layers.exits import MultiExitHead, segment_confidence
 from .layers.head import PosAttnHead
 from .layers.lexical import lexical_ids_many
 
@@ -35,7 +41,28 @@ class TagScores:
 
     log_probs: torch.Tensor  # (n_docs, longest, n_tags) float32; zero past each doc's length
     lengths: torch.Tensor  # (n_docs,) int64
-    exit_layer: torch.Tensor  # (n_docs,) int64: the backbone layer each doc's answer used, -1 if empty
+    exit_layer: torch.Tensor  # (n_docs,) int64: the deepest layer a doc's answer used, -1 if empty
+    # (n_segments,) int64: the layer each segment (a sentence, or a whole doc) left at, docs in
+    # order and each doc's segments in order; None where a caller built scores without them
+    segment_exit_layer: Optional[torch.Tensor] = None
+    segment_doc: Optional[torch.Tensor] = None  # (n_segments,) int64: each segment's doc
+
+
+def segment_ids(docs: Sequence[Doc]) -> numpy.ndarray:
+    """Each token's segment number, tokens of all docs end to end (int64): segments
+    are sentences where a doc's sentence starts are set, else whole docs."""
+    parts, base = [], 0
+    for doc in docs:
+        if not len(doc):
+            continue
+        starts = numpy.zeros(len(doc), dtype=bool)
+        if doc.has_annotation("SENT_START"):
+            starts = doc.to_array(SENT_START) == 1
+        starts[0] = True
+        ids = numpy.cumsum(starts, dtype="int64") - 1 + base
+        base = int(ids[-1]) + 1
+        parts.append(ids)
+    return numpy.concatenate(parts) if parts else numpy.zeros((0,), dtype="int64")
 
 
 def exit_heads(head: torch.nn.Module) -> Tuple[List[int], List[PosAttnHead]]:
@@ -61,6 +88,18 @@ class _Batch:
     plan: tuple
 
 
+@dataclass
+class _Segments:
+    """Who is still running, by segment: on the device for the heads, on the host
+    for the windows."""
+
+    of_token: torch.Tensor  # (total_tokens,) long: each token's segment
+    of_token_host: numpy.ndarray
+    doc: numpy.ndarray  # (n_segments,) each segment's doc
+    active: torch.Tensor  # (n_segments,) bool
+    exit_layer: torch.Tensor  # (n_segments,) long, -1 until the segment leaves
+
+
 def tag_scores(
     backbone: FrozenBackbone,
     head: torch.nn.Module,
@@ -77,17 +116,29 @@ def tag_scores(
     layers, heads = exit_heads(head)
     lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
     n_tags = heads[-1].tagger.out_features
+    seg_np = segment_ids(docs)
+    offsets = numpy.concatenate([[0], numpy.cumsum(lengths)])
+    n_segments = int(seg_np[-1]) + 1 if len(seg_np) else 0
+    seg_doc = numpy.repeat(numpy.arange(len(docs)), lengths)[numpy.searchsorted(seg_np, numpy.arange(n_segments))] if n_segments else numpy.zeros((0,), dtype="int64")
+    segments = _Segments(
+        of_token=torch.from_numpy(seg_np).to(device),
+        of_token_host=seg_np,
+        doc=seg_doc,
+        active=torch.ones(n_segments, dtype=torch.bool, device=device),
+        exit_layer=torch.full((n_segments,), -1, dtype=torch.long, device=device),
+    )
     out = TagScores(
         log_probs=torch.zeros((len(docs), int(lengths.max(initial=0)), n_tags), device=device),
         lengths=torch.from_numpy(lengths).to(device),
         exit_layer=torch.full((len(docs),), -1, dtype=torch.long, device=device),
+        segment_exit_layer=segments.exit_layer,
+        segment_doc=torch.from_numpy(seg_doc.astype("int64")).to(device),
     )
     active = numpy.flatnonzero(lengths > 0)
     if not len(active):
         return out
     with torch.inference_mode():
         lex = torch.from_numpy(lexical_ids_many(docs, lexical_rows)).to(device)
-        offsets = numpy.concatenate([[0], numpy.cumsum(lengths)])
         windows = backbone.windows(docs)
         pooler = TokenPooler(lengths, windows, backbone.n_layers, backbone.width, device)
         batches = []
@@ -104,24 +155,26 @@ def tag_scores(
                         pooler.add(b.plan, b.runner.next_layer(), layer)
             computed = layers[j] + 1
             last = j == to_try[-1]
-            done = _apply_exit(out, heads[j], layers[j], active, lengths, offsets, lex, pooler, threshold, last, autocast, token_budget)
-            active = active[~done]
-            if not len(active):
+            going_on = _apply_exit(out, segments, heads[j], layers[j], active, lengths, offsets, lex, pooler, threshold, last, autocast, token_budget)
+            if not going_on.any():
                 break
-            _drop_finished(batches, set(active.tolist()), pooler)
+            active = numpy.unique(segments.doc[going_on])
+            _drop_finished(batches, going_on, segments.of_token_host, offsets, pooler)
+        out.exit_layer.scatter_reduce_(0, out.segment_doc, segments.exit_layer, reduce="amax")
     return out
 
 
 def _apply_exit(
-    out: TagScores, head: PosAttnHead, layer: int, active: numpy.ndarray, lengths: numpy.ndarray,
-    offsets: numpy.ndarray, lex: torch.Tensor, pooler: TokenPooler, threshold: float, last: bool,
-    autocast: bool, token_budget: int,
+    out: TagScores, segments: _Segments, head: PosAttnHead, layer: int, active: numpy.ndarray,
+    lengths: numpy.ndarray, offsets: numpy.ndarray, lex: torch.Tensor, pooler: TokenPooler, threshold: float,
+    last: bool, autocast: bool, token_budget: int,
 ) -> numpy.ndarray:
-    """Score the ``active`` docs with one exit's head; write the answers of those that
-    are done into ``out``; return which of ``active`` are done (host bools)."""
+    """Score the ``active`` docs (whole, for context) with one exit's head; write the
+    answers of the segments that finish here into ``out``; return which segments go
+    on (host bools)."""
     device = out.log_probs.device
     weights = head.mix.weights()  # its length is the number of layers it mixes
-    done_parts, order = [], []
+    n_segments = len(segments.doc)
     for chunk in length_chunks(lengths[active], token_budget):
         docs = active[chunk]
         T = int(lengths[docs].max())
@@ -132,24 +185,43 @@ def _apply_exit(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             scores = head.from_mixed(mixed, lex[index], mask_t)
         log_probs = torch.log_softmax(scores.float(), dim=-1)
-        done = torch.ones(len(docs), dtype=torch.bool, device=device)
+        seg = segments.of_token[index]  # (B, T)
+        finish = segments.active.clone()
         if not last:
-            done = confidence(log_probs, mask_t) >= threshold
+            finish &= segment_confidence(log_probs, mask_t, seg, n_segments) >= threshold
+        finish_tok = finish[seg] & mask_t
         rows = torch.from_numpy(docs).to(device)
-        out.log_probs[rows, :T] = torch.where(done[:, None, None], log_probs, out.log_probs[rows, :T])
-        out.exit_layer[rows] = torch.where(done, torch.full_like(out.exit_layer[rows], layer), out.exit_layer[rows])
-        done_parts.append(done)
-        order.append(chunk)
-    result = numpy.empty(len(active), dtype=bool)
-    result[numpy.concatenate(order)] = torch.cat(done_parts).cpu().numpy()  # one transfer per exit
-    return result
+        out.log_probs[rows, :T] = torch.where(finish_tok[:, :, None], log_probs, out.log_probs[rows, :T])
+        # segments of this chunk's docs that finish here (the others are not in it: finish
+        # is only true for active segments, and those are all in the active docs' chunks)
+        in_chunk = torch.zeros(n_segments, dtype=torch.bool, device=device)
+        in_chunk[seg[mask_t]] = True
+        now = finish & in_chunk
+        segments.exit_layer[now] = layer
+        segments.active &= ~now
+    return segments.active.cpu().numpy()  # one transfer per exit
 
 
-def _drop_finished(batches: List[_Batch], going_on: set, pooler: TokenPooler) -> None:
-    """Remove the windows of finished docs from the backbone batches."""
+def _drop_finished(
+    batches: List[_Batch], going_on: numpy.ndarray, seg_of_token: numpy.ndarray, offsets: numpy.ndarray,
+    pooler: TokenPooler,
+) -> None:
+    """Remove the windows whose tokens all finished from the backbone batches; those
+    whose doc goes on carry their last states into the deeper layers."""
     for b in batches:
-        keep = [r for r, win in enumerate(b.windows) if win.doc_index in going_on]
+        keep, carry = [], []
+        for r, win in enumerate(b.windows):
+            tokens = offsets[win.doc_index] + win.token_index[win.token_index >= 0]
+            segs = seg_of_token[tokens]
+            if going_on[segs].any():
+                keep.append(r)
+            elif going_on[seg_of_token[offsets[win.doc_index] : offsets[win.doc_index + 1]]].any():
+                carry.append(r)
         if len(keep) < len(b.windows):
+            if carry:
+                rows = torch.as_tensor(carry, dtype=torch.long, device=b.runner.ids.device)
+                windows = [b.windows[r] for r in carry]
+                pooler.carry(pooler.plan(windows, b.runner.ids.shape[1]), b.runner.hidden[rows])
             b.windows = [b.windows[r] for r in keep]
             if keep:
                 b.runner.keep(torch.as_tensor(keep, dtype=torch.long, device=b.runner.ids.device))

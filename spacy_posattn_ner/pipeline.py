@@ -16,7 +16,7 @@ import numpy
 import srsly
 import torch
 from spacy import util
-from spacy.attrs import IS_SPACE
+from spacy.attrs import IS_SPACE, SENT_START
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
@@ -62,6 +62,10 @@ SETTINGS = MODEL_SETTINGS + DECODER_SETTINGS
 if not Doc.has_extension("exit_layer"):
     # the deepest backbone layer a doc's prediction used (None before posattn_ner ran)
     Doc.set_extension("exit_layer", default=None)
+if not Doc.has_extension("exit_layers"):
+    # the layer each segment left at: one per sentence where the doc's sentence starts
+    # are set, else one for the whole doc (None before posattn_ner ran)
+    Doc.set_extension("exit_layers", default=None)
 
 # component → the nlp it belongs to, so that settings changed at runtime are kept
 # in nlp.config too (a weak mapping: no cycle, nothing to pickle)
@@ -112,7 +116,8 @@ def make_posattn_ner(
     cache_max_disk_mb (float): the spill file's bound (0: never spill). Storing past
         it raises FeatureCacheFullError, which names this setting: no unbounded
         setting, no silent eviction (feature_cache.FeatureCacheFullError says why).
-    exit_threshold (float): with an early-exit model, a doc leaves at the first exit
+    exit_threshold (float): with an early-exit model, a segment (a sentence where
+        the doc's sentence starts are set, else the doc) leaves at the first exit
         whose confidence (its least sure token's top probability) reaches this;
         1.0 or more never exits early, 0.0 always exits first. Runtime setting.
     precision (str): the backbone's inference precision: "fp32", "bf16", "int8"
@@ -167,9 +172,19 @@ class Predictions:
 
     tag_ids: List[numpy.ndarray]
     exit_layer: numpy.ndarray
+    segment_exit_layers: List[List[int]]
     entities: Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]
     entity_scores: Optional[numpy.ndarray] = None
     candidates: Optional[Tuple[numpy.ndarray, ...]] = None
+
+
+def _per_doc(scores: TagScores, n_docs: int) -> List[List[int]]:
+    """Each doc's segment exit layers (one per sentence where set, else one)."""
+    if scores.segment_exit_layer is None:
+        return [[int(k)] if k >= 0 else [] for k in scores.exit_layer.cpu().tolist()]
+    layers, owner = scores.segment_exit_layer.cpu().numpy(), scores.segment_doc.cpu().numpy()
+    bounds = numpy.searchsorted(owner, numpy.arange(n_docs + 1))
+    return [layers[bounds[i] : bounds[i + 1]].tolist() for i in range(n_docs)]
 
 
 class PosAttnNER(TrainablePipe):
@@ -396,7 +411,7 @@ class PosAttnNER(TrainablePipe):
 
     # -- predict / annotate ----------------------------------------------------
     def predict(self, docs: Iterable[Doc]) -> Predictions:
-        """Best constrained BILUO tag ids per doc and the layer each doc exited at."""
+        """Best constrained BILUO tag ids per doc and the layers its segments exited at."""
         docs = list(docs)
         if not has_head(self.model):
             raise ValueError(f"posattn_ner '{self.name}' is not initialized: call nlp.initialize() first")
@@ -418,7 +433,7 @@ class PosAttnNER(TrainablePipe):
             path = best_paths(log_probs, scores.lengths, *masks)
             path_np, exit_np = path.cpu().numpy(), scores.exit_layer.cpu().numpy()
             tag_ids = [path_np[i, :n] for i, n in enumerate(lengths)]
-            out = Predictions(tag_ids, exit_np, entity_bounds(tag_ids))
+            out = Predictions(tag_ids, exit_np, _per_doc(scores, len(docs)), entity_bounds(tag_ids))
             if (self.scores or self.candidate_threshold is not None) and log_probs.shape[1]:
                 lattice = Lattice(log_probs, scores.lengths, *masks, temperature=self.temperature)
                 out.entity_scores = lattice.span_marginals(*out.entities).cpu().numpy()
@@ -429,14 +444,20 @@ class PosAttnNER(TrainablePipe):
 
     def _boundary_mask(self, docs: Sequence[Doc], longest: int) -> torch.Tensor:
         """(B, T, K) additive mask: an entity may run through a whitespace token but
-        never begin or end on one (B, L and U are forbidden there)."""
+        never begin or end on one (B, L and U are forbidden there), and never runs
+        over a sentence start where a doc's sentence starts are set (I and L are
+        forbidden there), so scoring per sentence or per doc finds the same entities."""
         space = numpy.zeros((len(docs), longest), dtype=bool)
+        start = numpy.zeros((len(docs), longest), dtype=bool)
         for i, doc in enumerate(docs):
             if len(doc):
                 space[i, : len(doc)] = doc.to_array(IS_SPACE).astype(bool)
-        edge = numpy.asarray([t.split("-")[0] in ("B", "L", "U") for t in self.tags])
-        mask = numpy.where(space[:, :, None] & edge[None, None, :], -1e4, 0.0).astype("float32")
-        return torch.from_numpy(mask)
+                if doc.has_annotation("SENT_START"):
+                    start[i, 1 : len(doc)] = doc.to_array(SENT_START)[1:] == 1
+        prefix = numpy.asarray([t.split("-")[0] for t in self.tags])
+        edge, inside = numpy.isin(prefix, ("B", "L", "U")), numpy.isin(prefix, ("I", "L"))
+        banned = (space[:, :, None] & edge[None, None, :]) | (start[:, :, None] & inside[None, None, :])
+        return torch.from_numpy(numpy.where(banned, -1e4, 0.0).astype("float32"))
 
     def set_annotations(self, docs: Iterable[Doc], predictions: Predictions) -> None:
         docs = list(docs)
@@ -458,6 +479,7 @@ class PosAttnNER(TrainablePipe):
                 spans = list(doc.ents) + [s for s in spans if not taken[s.start : s.end].any()]
             doc.set_ents(spans, default="outside")
             doc._.exit_layer = layer if layer >= 0 else None
+            doc._.exit_layers = predictions.segment_exit_layers[i] if len(doc) else None
             if scored:
                 ents = {(e.start, e.end, e.label): scores[(e.start, e.end, e.label)] for e in doc.ents}
                 self._set_scored_spans(doc, i, ents, predictions.candidates, labels)

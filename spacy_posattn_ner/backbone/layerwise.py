@@ -50,6 +50,11 @@ class LayerRunner:
         extended = model.get_extended_attention_mask(self.mask, self.ids.shape)
         return model.encoder.layer[layer - 1](self._hidden, attention_mask=extended)[0]
 
+    @property
+    def hidden(self) -> Optional[torch.Tensor]:
+        """The last layer handed out (None before the first)."""
+        return self._hidden
+
     def keep(self, rows: torch.Tensor) -> None:
         """Continue with these rows of the batch only (a long tensor on the device)."""
         self.ids, self.mask = self.ids[rows], self.mask[rows]

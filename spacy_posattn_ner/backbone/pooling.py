@@ -25,6 +25,8 @@ class TokenPooler:
         self.width = width
         self.device = device
         self.sums: List[Optional[torch.Tensor]] = [None] * n_layers
+        # states of windows that stopped while their doc went on, held for every deeper layer
+        self.carried: Optional[torch.Tensor] = None
         # how many windows cover each token (a token split across chunks of one
         # window counts once): the second mean's denominator
         owner = [numpy.full(int((w.token_index >= 0).sum()), k) for k, w in enumerate(windows)]
@@ -55,10 +57,23 @@ class TokenPooler:
         rows, targets, weights = plan
         B, T, width = hidden.shape
         if self.sums[layer] is None:
-            self.sums[layer] = torch.zeros((self.total, width), device=self.device)
+            carried = self.carried
+            self.sums[layer] = torch.zeros((self.total, width), device=self.device) if carried is None else carried.clone()
         if len(rows):
             picked = hidden.reshape(B * T, width)[rows].float()
             self.sums[layer].index_add_(0, targets, picked * weights[:, None])
+
+    def carry(self, plan: PoolPlan, hidden: torch.Tensor) -> None:
+        """Windows that stop while their doc goes on: their last states (``hidden``,
+        ``(B, T, width)`` by ``plan``) stand in for them in every layer not pooled yet,
+        so the deeper exits still see their tokens as context (the copy of exited
+        states of Li et al. 2021). Call before those layers are added."""
+        rows, targets, weights = plan
+        B, T, width = hidden.shape
+        if self.carried is None:
+            self.carried = torch.zeros((self.total, width), device=self.device)
+        if len(rows):
+            self.carried.index_add_(0, targets, hidden.reshape(B * T, width)[rows].float() * weights[:, None])
 
     def _layer(self, layer: int) -> torch.Tensor:
         sums = self.sums[layer]
