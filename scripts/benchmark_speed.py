@@ -5,7 +5,7 @@ missing). Every row is one measure(). Optionally ``python -m spacy benchmark spe
 once on posattn_ner as saved, in a child process, as spaCy's own cross-check.
 Writes JSON only; render-benchmarks turns it into BENCHMARKS.md's section.
 
-    python -m scripts.benchmark_speed corpus/test.spacy --ours training/posattn_ner_exit/model-calibrated \\
+    python -m scripts.benchmark_speed corpus/test.spacy --ours training/posattn_ner/model-calibrated \\
         --cnn training/cnn_ner/model-best --trf training-bench/trf/model-best --output metrics/benchmark_speed.json
 """
 import re

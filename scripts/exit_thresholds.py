@@ -8,9 +8,9 @@ pipeline and saves it there (``nlp.to_disk`` keeps the threshold, so ``spacy.loa
 uses it; the input pipeline stays as trained). Writes JSON only; render-benchmarks
 turns the reports into BENCHMARKS.md and the plot.
 
-    python -m scripts.exit_thresholds training/posattn_ner_exit/model-best corpus/dev.spacy \\
-        --max-loss 0.5 --save-to training/posattn_ner_exit/model-calibrated --output metrics/calibrate_exit.json
-    python -m scripts.exit_thresholds training/posattn_ner_exit/model-calibrated corpus/test.spacy \\
+    python -m scripts.exit_thresholds training/posattn_ner/model-best corpus/dev.spacy \\
+        --max-loss 0.5 --save-to training/posattn_ner/model-calibrated --output metrics/calibrate_exit.json
+    python -m scripts.exit_thresholds training/posattn_ner/model-calibrated corpus/test.spacy \\
         --n-threads 2 --output metrics/benchmark_exit.json
 """
 from pathlib import Path

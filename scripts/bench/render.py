@@ -111,7 +111,7 @@ def headline_ours(speed: Mapping[str, Any]) -> str:
     else:
         setting = (f"at its calibrated exit threshold {fmt_threshold(best['exit_threshold'])} (the docs ran "
                    f"{best['mean_exit_layer']:.2f} of the backbone's {n_layers} layers on average)")  # fmt: skip
-    text = (f"- In one `spacy project run benchmark-speed` run, the early-exit pipeline (`configs/posattn_ner_exit.cfg`, "
+    text = (f"- In one `spacy project run benchmark-speed` run, the early-exit pipeline (`{best['model']}`, "
             f"precision {precision_label(best['precision'], best['resolved_precision'])}) {setting} tagged the test "
             f"split at {fmt_int(best['words_per_second'])} words/s with F1 {fmt_f1(best['ents_f'])}")  # fmt: skip
     if best is not off:
