@@ -29,7 +29,8 @@ def measure(
     (what ``Language.evaluate`` would score, without a pass of its own).
 
     ``layer_keys``: the posattn_ner exit layers, listed in ``exit_layer_share`` even
-    when no doc used them; the layer a doc used is ``doc._.exit_layer``.
+    when no doc used them. The unit is the segment the engine exits by: a sentence of
+    a multi-sentence doc (``doc._.exit_layers``), else the doc (``doc._.exit_layer``).
     """
     list(nlp.pipe(fresh_docs(refs[:batch_size]), batch_size=batch_size))
     seconds: List[float] = []
@@ -51,16 +52,19 @@ def measure(
         "n_docs": len(first),
         "n_words": n_words,
     }
-    row.update(exit_layer_stats([_exit_layer(doc) for doc in first], layer_keys))
+    row.update(exit_layer_stats([layer for doc in first for layer in _exit_layers(doc)], layer_keys))
     return row
 
 
-def _exit_layer(doc: Doc) -> Optional[int]:
-    return doc._.exit_layer if Doc.has_extension("exit_layer") else None
+def _exit_layers(doc: Doc) -> List[Optional[int]]:
+    """The layer of each segment the engine exited by (None: posattn_ner did not run)."""
+    if Doc.has_extension("exit_layers") and doc._.exit_layers is not None:
+        return list(doc._.exit_layers)
+    return [doc._.exit_layer if Doc.has_extension("exit_layer") else None]
 
 
 def exit_layer_stats(layers: Sequence[Optional[int]], keys: Sequence[int] = ()) -> Dict[str, Any]:
-    """Mean backbone layers run per doc, and the share of docs per exit layer
+    """Mean backbone layers run per segment, and the share of segments per exit layer
     (None entries: docs no posattn_ner predicted, e.g. another system's)."""
     ran = [layer for layer in layers if layer is not None]
     if not ran and not keys:

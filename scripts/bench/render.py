@@ -106,10 +106,10 @@ def headline_ours(speed: Mapping[str, Any]) -> str:
     if best["exit"] == "off":
         setting = f"with exit off (all {n_layers} backbone layers run)"
     elif best["mean_exit_layer"] == exit_layers[0]:
-        setting = (f"at its calibrated exit threshold {fmt_threshold(best['exit_threshold'])} (every doc left after "
+        setting = (f"at its calibrated exit threshold {fmt_threshold(best['exit_threshold'])} (every sentence left after "
                    f"layer {exit_layers[0]}, so {exit_layers[0]} of the backbone's {n_layers} layers ran)")  # fmt: skip
     else:
-        setting = (f"at its calibrated exit threshold {fmt_threshold(best['exit_threshold'])} (the docs ran "
+        setting = (f"at its calibrated exit threshold {fmt_threshold(best['exit_threshold'])} (the sentences ran "
                    f"{best['mean_exit_layer']:.2f} of the backbone's {n_layers} layers on average)")  # fmt: skip
     text = (f"- In one `spacy project run benchmark-speed` run, the early-exit pipeline (`{best['model']}`, "
             f"precision {precision_label(best['precision'], best['resolved_precision'])}) {setting} tagged the test "

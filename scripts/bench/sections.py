@@ -290,8 +290,8 @@ def speed_of(report: Mapping[str, Any], system: str) -> Optional[float]:
 def layers_run(row: Mapping[str, Any], exit_layers: Sequence[int]) -> str:
     """How many backbone layers a row's docs ran, from their exit layers."""
     if row["mean_exit_layer"] == exit_layers[0]:
-        return f"every doc leaves after layer {exit_layers[0]}"
-    return f"the docs ran {row['mean_exit_layer']:.2f} of {exit_layers[-1]} layers on average"
+        return f"every sentence leaves after layer {exit_layers[0]}"
+    return f"the sentences ran {row['mean_exit_layer']:.2f} of {exit_layers[-1]} layers on average"
 
 
 def f1_changes(rows: Sequence[Mapping[str, Any]]) -> List[str]:
