@@ -21,7 +21,7 @@ from spacy.tokens import Doc
 from wasabi import msg
 
 from scripts.bench.child import run_child
-from scripts.bench.data import read_gold, write_prefix
+from scripts.bench.data import read_gold, sentence_docs, write_prefix
 from scripts.bench.cli import BatchSize, DocsFile, Limit, Output, Repeats, Threads, report_head
 from scripts.bench.exits import COMPONENT, NEVER_EXIT
 from scripts.bench.measure import SPEED_DEFINITION, measure
@@ -126,6 +126,11 @@ def spacy_benchmark(model: Path, test: Path, limit: int, batch_size: int, n_batc
     return result
 
 
+def gold(nlp: Language, path: Path, limit: int, sentences: bool) -> List[Doc]:
+    refs = read_gold(nlp, path, limit)
+    return sentence_docs(refs) if sentences else refs
+
+
 @app.command()
 def main(
     ctx: typer.Context,
@@ -142,6 +147,8 @@ def main(
                                               help="Also run `spacy benchmark speed` on --ours"),  # fmt: skip
     spacy_batches: int = typer.Option(50, "--spacy-batches", min=30, help="spacy benchmark speed --batches"),
     spacy_warmup: int = typer.Option(1, "--spacy-warmup", min=0, help="spacy benchmark speed --warmup (epochs)"),
+    sentences: bool = typer.Option(False, "--sentences/--docs",
+                                   help="One doc per sentence of the test docs instead of the docs as they are"),  # fmt: skip
     output: Output = Path("metrics/benchmark_speed.json"),
 ) -> None:
     """Test F1 and CPU words/s: posattn_ner per precision and exit setting, the CNN, the transformer."""
@@ -153,11 +160,11 @@ def main(
     except BenchmarkError as err:
         msg.fail(str(err), exits=1)
     pipe = nlp.get_pipe(COMPONENT)
-    refs = read_gold(nlp, test_path, limit)
+    refs = gold(nlp, test_path, limit, sentences)
     rows = ours_rows(nlp, refs, precision_list, batch_size, repeats)
     for key, other in loaded.items():
         row = {"system": key, "precision": "fp32", "resolved_precision": "fp32", "exit": None, "exit_threshold": None}
-        row.update(measure(other, read_gold(other, test_path, limit), batch_size=batch_size, repeats=repeats))
+        row.update(measure(other, gold(other, test_path, limit, sentences), batch_size=batch_size, repeats=repeats))
         msg.text(f"{key}: F1 {row['ents_f']:.4f}, {row['words_per_second']:,.0f} words/s")
         rows.append(row)
     bench: Dict[str, Any] = {"skipped": True}
@@ -168,6 +175,7 @@ def main(
         **head,
         "speed_definition": SPEED_DEFINITION,
         "test": str(test_path),
+        "unit": "sentence" if sentences else "doc",
         "limit": limit,
         "n_docs": len(refs),
         "n_words": rows[0]["n_words"],

@@ -21,6 +21,12 @@ def read_gold(nlp: Language, path: Path, limit: int = 0) -> List[Doc]:
     return docs
 
 
+def sentence_docs(refs: Sequence[Doc]) -> List[Doc]:
+    """One gold doc per sentence of ``refs`` (entities kept; none crosses a sentence):
+    multi-sentence docs measured as single sentences."""
+    return [sent.as_doc() for ref in refs for sent in ref.sents]
+
+
 def fresh_docs(refs: Sequence[Doc]) -> List[Doc]:
     """Unannotated Docs of the same words and spaces, in the refs' vocab."""
     return [Doc(ref.vocab, words=[t.text for t in ref], spaces=[bool(t.whitespace_) for t in ref]) for ref in refs]
