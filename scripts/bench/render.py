@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import jinja2
 
 from .exits import f1_loss_points, reference_row
+from .before_after import before_after_section
 from .markdown import fmt_duration, fmt_f1, fmt_int, fmt_minutes, fmt_points, fmt_threshold, fmt_x, ratio, table
 from .sections import (
     curve,
@@ -71,6 +72,8 @@ def context(metrics: Mapping[str, Any]) -> Dict[str, Any]:
         "speed": speed_section(metrics["benchmark_speed"]),
         "per_type": per_type_table(metrics["posattn_ner"]),
     }
+    if "engine_before_after" in metrics:
+        ctx["sections"]["engine_before_after"] = before_after_section(metrics["engine_before_after"])
     return ctx
 
 
