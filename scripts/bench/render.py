@@ -72,6 +72,8 @@ def context(metrics: Mapping[str, Any]) -> Dict[str, Any]:
         "speed": speed_section(metrics["benchmark_speed"]),
         "per_type": per_type_table(metrics["posattn_ner"]),
     }
+    if "benchmark_speed_sentences" in metrics:
+        ctx["sections"]["speed_sentences"] = speed_section(metrics["benchmark_speed_sentences"])
     if "engine_before_after" in metrics:
         ctx["sections"]["engine_before_after"] = before_after_section(metrics["engine_before_after"])
     return ctx
