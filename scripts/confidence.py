@@ -13,12 +13,12 @@ depend on it), so every temperature tried re-decodes that one output. Entities s
 posattn_ner ran (score 1.0: given, not predicted) are left out. Writes JSON only;
 render-benchmarks turns the reports into BENCHMARKS.md and the plots.
 """
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy
-import srsly
 import typer
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -58,6 +58,13 @@ def settings(ner: Any, **values: Any) -> Iterator[None]:
     finally:
         for key, value in saved.items():
             setattr(ner, key, value)
+
+
+def write_report(path: Path, report: Dict[str, Any]) -> None:
+    """The JSON report, floats exact (srsly rounds them to 10 digits: the temperature in the
+    report would then differ from the one saved in the pipeline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf8")
 
 
 def load(model_dir: Path) -> Tuple[Language, Any]:
@@ -159,8 +166,7 @@ def calibrate(
     report = {**head, "model": str(model_dir), "data": str(dev_path), "n_docs": len(refs), "temperature": best,
               "search": [tried[t] for t in sorted(tried)], "before": before, "after": after,
               "saved_to": None if save_to is None else str(save_to)}  # fmt: skip
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_json(output, report)
+    write_report(output, report)
     msg.good(f"Temperature {best:.3f}: dev ECE {before['ece']:.4f} -> {after['ece']:.4f}, log-loss "
              f"{before['log_loss']:.4f} -> {after['log_loss']:.4f}" + (f"; saved to {save_to}" if save_to else ""))  # fmt: skip
 
@@ -223,8 +229,7 @@ def benchmark(
                        "n_correct": int(cands[1].sum()), "pr_curve": pr_curve(*cands, n_gold)},
         "speed": speed,
     }  # fmt: skip
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_json(output, report)
+    write_report(output, report)
     after, at = report["after"], report["recall_at"]
     msg.good(f"T = {calibrated:.3f}: test ECE {report['before']['ece']:.4f} -> {after['ece']:.4f}; mean score right "
              f"{fmt_x(after['mean_score_correct'], 3)}, wrong {fmt_x(after['mean_score_wrong'], 3)}; recall at "

@@ -96,7 +96,7 @@ def test_confidence_section_says_how_to_get_the_speed_back_when_scores_cost_too_
     report["speed"]["scores_on"]["words_per_second"] = 3000.0
     report["speed"]["overhead"] = 1.0 - 3000.0 / 3900.0
     text = confidence_section(None, report)
-    assert "an overhead of **23.1%** (above the 10 % budget: where the scores are not needed, set `scores = false`" in text
+    assert "an overhead of **23.1%** (above the 10 % budget: where the scores are not needed, set the runtime setting `scores = false`" in text
     assert "Temperature 1.500, as saved in the pipeline (no calibrate-confidence report)." in text
     assert "Commands: `python -m scripts.confidence benchmark" in text and "(dev)" not in text
 

@@ -165,7 +165,8 @@ def test_benchmark_reports_calibration_precision_recall_and_cost(calibrated, dev
     out = tmp_path / "benchmark_confidence.json"
     run("benchmark", model, dev_corpus, "--output", out, "--n-threads", "1", "--batch-size", "4", "--repeats", "2")
     report = json.loads(out.read_text())
-    assert report["temperature"] == cal["temperature"] and report["n_gold"] == 16 and report["torch_threads"] == 1
+    n_gold = 2 * sum(len(ents) for _, ents in TOY)
+    assert report["temperature"] == cal["temperature"] and report["n_gold"] == n_gold and report["torch_threads"] == 1
     nlp = spacy.load(model)
     for key, temperature in (("before", 1.0), ("after", None)):
         score, right = user_view(nlp, dev_corpus, temperature)
@@ -176,7 +177,7 @@ def test_benchmark_reports_calibration_precision_recall_and_cost(calibrated, dev
         assert 0.0 < summary["mean_score_wrong"] <= 1.0 and 0.0 < summary["mean_score_correct"] <= 1.0
     curve = report["pr_curve"]
     assert curve[0]["threshold"] == 0.0 and curve[0]["kept"] == report["after"]["n_entities"]
-    assert curve[0]["recall"] == pytest.approx(report["after"]["n_correct"] / 16)
+    assert curve[0]["recall"] == pytest.approx(report["after"]["n_correct"] / n_gold)
     for a, b in zip(curve, curve[1:]):
         assert a["threshold"] < b["threshold"] and a["kept"] >= b["kept"] and a["recall"] >= b["recall"]
     assert all(0.0 <= p["precision"] <= 1.0 and 0.0 <= p["recall"] <= 1.0 for p in curve)

@@ -60,9 +60,9 @@ def dev_line(cal: Optional[Mapping[str, Any]], temperature: float) -> str:
 def cost_lines(report: Mapping[str, Any]) -> List[str]:
     speed = report["speed"]
     on, off, cost = speed["scores_on"], speed["scores_off"], speed["overhead"]
-    verdict = ("above the 10 % budget: where the scores are not needed, set `scores = false` (a runtime setting, "
-               "saved with the pipeline) to get the speed back" if cost > OVERHEAD_BUDGET else  # fmt: skip
-               "within the 10 % budget; `scores = false` (a runtime setting) saves it where the scores are not needed")
+    verdict = ("above the 10 % budget: where the scores are not needed, set the runtime setting `scores = false` "
+               "to get the speed back" if cost > OVERHEAD_BUDGET else  # fmt: skip
+               "within the 10 % budget; where the scores are not needed, the runtime setting `scores = false` saves it")
     return [
         f"Cost, in one run on CPU (torch threads {report['torch_threads']}): scores on {fmt_int(on['words_per_second'])} "
         f"words/s, off {fmt_int(off['words_per_second'])} words/s, an overhead of **{fmt_share(cost)}** ({verdict}). "
@@ -107,7 +107,7 @@ def confidence_section(cal: Optional[Mapping[str, Any]], report: Mapping[str, An
     out += cost_lines(report)
     commands = ([f"`{cal['command']}` (dev)"] if cal else []) + [f"`{report['command']}` (test)"]
     out += ["", "Commands: " + " then ".join(commands), "", machine_line(report["machine"], report["torch_threads"]),
-            "", f"Date: {report['date']}"]  # fmt: skip
+            "", f"Date: {report['date']}" + (f" (calibration: {cal['date']})" if cal else "")]  # fmt: skip
     return "\n".join(out)
 
 
@@ -130,6 +130,8 @@ def plot_reliability(report: Mapping[str, Any], path: Path) -> None:
     """Share of right entities against mean score per bin, at T = 1 and calibrated, over
     the diagonal of perfect calibration; below, how many entities each bin holds."""
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     fig, (ax, counts) = plt.subplots(2, 1, figsize=(6.5, 6.5), dpi=120, sharex=True,
                                      gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
     ax.plot([0, 1], [0, 1], "--", color="0.6", label="perfectly calibrated")
@@ -149,6 +151,8 @@ def plot_reliability(report: Mapping[str, Any], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     counts.set_yscale("log")
+    counts.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    counts.yaxis.set_minor_formatter(NullFormatter())
     counts.set_xlabel("entity score (bin mean above; bins of width 0.1 below)")
     counts.set_ylabel("entities")
     counts.grid(True, alpha=0.3)
@@ -170,7 +174,7 @@ def plot_pr(report: Mapping[str, Any], path: Path) -> None:
             ax.annotate(f"t={fmt_threshold(p['threshold'])}", (p["recall"], p["precision"]), textcoords="offset points",
                         xytext=(5, -12), fontsize=8)  # fmt: skip
     for level in (0.90, 0.95):
-        ax.axhline(level, linestyle=":", color="tab:red", linewidth=0.8)
+        ax.axhline(level, linestyle=":", color="tab:red", linewidth=0.8, label="precision 0.90 and 0.95" if level == 0.90 else None)
     ax.set_xlabel("recall (over all gold entities)")
     ax.set_ylabel("precision")
     ax.set_title("posattn_ner: precision against recall over an entity-score threshold", fontsize=10)
