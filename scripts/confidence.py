@@ -24,7 +24,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from wasabi import msg
 
-from scripts.bench.calibration import fit_temperature, log_loss, overhead, pr_curve, recall_at, summary
+from scripts.bench.calibration import TEMPERATURE_GRID, fit_temperature, log_loss, overhead, pr_curve, recall_at, summary
 from scripts.bench.cli import BatchSize, DocsFile, Limit, Output, Pipeline, Repeats, Threads, report_head
 from scripts.bench.data import fresh_docs, read_gold
 from scripts.bench.markdown import fmt_x
@@ -159,12 +159,16 @@ def calibrate(
         return tried[t]["log_loss"]
 
     best, _ = fit_temperature(loss)
+    at_edge = best in (TEMPERATURE_GRID[0], TEMPERATURE_GRID[-1])
+    if at_edge:
+        msg.warn(f"The fitted temperature {best:g} is at an edge of the range searched ({TEMPERATURE_GRID[0]:g} to "
+                 f"{TEMPERATURE_GRID[-1]:g}): the least log-loss may lie beyond it (an untrained or tiny model?)")  # fmt: skip
     before, after = summary(*scored_entities(ner, batches, 1.0)), summary(*scored_entities(ner, batches, best))
     ner.temperature = best
     if save_to is not None:
         nlp.to_disk(save_to)  # every weight is in memory: saving over MODEL_DIR itself is safe
     report = {**head, "model": str(model_dir), "data": str(dev_path), "n_docs": len(refs), "temperature": best,
-              "search": [tried[t] for t in sorted(tried)], "before": before, "after": after,
+              "at_range_edge": at_edge, "search": [tried[t] for t in sorted(tried)], "before": before, "after": after,
               "saved_to": None if save_to is None else str(save_to)}  # fmt: skip
     write_report(output, report)
     msg.good(f"Temperature {best:.3f}: dev ECE {before['ece']:.4f} -> {after['ece']:.4f}, log-loss "

@@ -89,6 +89,9 @@ def test_exit_plot_is_a_png(fixtures, tmp_path):
 def test_confidence_reports_render_to_the_expected_section(fixtures):
     section = confidence_section(fixtures["calibrate_confidence"], fixtures["benchmark_confidence"])
     assert section == expected("benchmark_confidence")
+    at_edge = dict(fixtures["calibrate_confidence"], at_range_edge=True)
+    assert "**1.500** (at an edge of the range searched, so the least log-loss may lie beyond it), fitted on" in (
+        confidence_section(at_edge, fixtures["benchmark_confidence"]))
 
 
 def test_confidence_section_says_how_to_get_the_speed_back_when_scores_cost_too_much(fixtures):

@@ -131,6 +131,8 @@ def test_calibrate_fits_the_temperature_with_the_least_dev_log_loss(calibrated, 
     t = report["temperature"]
     assert {"date", "command", "machine", "torch_threads", "search", "before", "after"} <= set(report)
     assert report["torch_threads"] == 1 and report["n_docs"] == 8 and report["saved_to"] == str(model)
+    assert report["at_range_edge"] == (t in (TEMPERATURE_GRID[0], TEMPERATURE_GRID[-1]))
+    assert report["command"].startswith(f"python -m scripts.confidence calibrate {model} ")
     assert 0 < report["after"]["n_correct"] < report["after"]["n_entities"]  # right and wrong entities both
     nlp = spacy.load(model)
     # the report's log-losses are those of the scores users read, at T = 1 and at the fitted T

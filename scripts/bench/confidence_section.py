@@ -51,6 +51,8 @@ def dev_line(cal: Optional[Mapping[str, Any]], temperature: float) -> str:
         return f"Temperature {temperature:.3f}, as saved in the pipeline (no calibrate-confidence report)."
     before, after = cal["before"], cal["after"]
     same = "" if cal["temperature"] == temperature else f" (that report fitted {cal['temperature']:.3f}: another pipeline?)"
+    if cal.get("at_range_edge"):
+        same += " (at an edge of the range searched, so the least log-loss may lie beyond it)"
     return (f"Temperature **{temperature:.3f}**{same}, fitted on `{cal['data']}` by calibrate-confidence "
             f"({fmt_int(cal['n_docs'])} docs, {fmt_int(after['n_entities'])} predicted entities): the temperature "
             f"with the least log-loss of entity correctness (dev log-loss {fmt_f1(before['log_loss'])} → "
