@@ -10,7 +10,9 @@ precision and recall a score threshold buys, and what the scores cost in words/s
 An entity is right when its span and label are exactly a gold entity's. The model runs once
 per command: the temperature only changes how its log-probs are read (Viterbi's path does not
 depend on it), so every temperature tried re-decodes that one output. Entities set before
-posattn_ner ran (score 1.0: given, not predicted) are left out. Writes JSON only;
+posattn_ner ran (score 1.0: given, not predicted) are left out. The pipeline runs as saved
+(precision, exit threshold): with early exit, the scores judged are those of the exit that
+answered each doc, and one temperature serves every exit. Writes JSON only;
 render-benchmarks turns the reports into BENCHMARKS.md and the plots.
 """
 import json
