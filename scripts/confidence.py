@@ -1,87 +1,136 @@
-"""(Draft, not yet run: no project command calls it and no test covers it yet.)
+"""Entity confidence (#15): fit the temperature of the entity scores on dev and save it in
+the pipeline (calibrate), and measure on test how well the scores are calibrated, what
+precision and recall a score threshold buys, and what the scores cost in words/s (benchmark).
 
-Entity confidence: fit the temperature on dev (calibrate), and measure calibration,
-precision/recall over a score threshold and the cost of scores on test (benchmark).
+    python -m scripts.confidence calibrate training/posattn_ner/model-best corpus/dev.spacy \\
+        --save-to training/posattn_ner/model-best --output metrics/calibrate_confidence.json
+    python -m scripts.confidence benchmark training/posattn_ner/model-best corpus/test.spacy \\
+        --n-threads 2 --output metrics/benchmark_confidence.json
 
-An entity's score is its probability under the model (``doc.spans["posattn_ner"]``);
-it is *calibrated* when, among entities scored p, a share p is right (exact span and
-label). The temperature divides the log-probs before forward-backward; Viterbi's
-path does not depend on it, so fitting it re-decodes one pass of the model's output.
+An entity is right when its span and label are exactly a gold entity's. The model runs once
+per command: the temperature only changes how its log-probs are read (Viterbi's path does not
+depend on it), so every temperature tried re-decodes that one output. Entities set before
+posattn_ner ran (score 1.0: given, not predicted) are left out. The pipeline runs as saved
+(precision, exit threshold): with early exit, the scores judged are those of the exit that
+answered each doc, and one temperature serves every exit. Writes JSON only;
+render-benchmarks turns the reports into BENCHMARKS.md and the plots.
 """
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy
 import typer
+from spacy.language import Language
+from spacy.tokens import Doc
+from wasabi import msg
 
-from .bench.cli import BatchSize, DocsFile, Limit, Output, Pipeline, Repeats, Threads, report_head
-from .bench.data import fresh_docs, read_gold
-from .bench.measure import measure
+from scripts.bench.calibration import TEMPERATURE_GRID, fit_temperature, log_loss, overhead, pr_curve, recall_at, summary
+from scripts.bench.cli import BatchSize, DocsFile, Limit, Output, Pipeline, Repeats, Threads, report_head
+from scripts.bench.data import fresh_docs, read_gold
+from scripts.bench.markdown import fmt_x
+from scripts.bench.measure import SPEED_DEFINITION, measure
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(add_completion=False, help="Entity scores: fit their temperature on dev; benchmark them on test.")
 MODULE = "scripts.confidence"
-N_BINS = 10
-TEMPERATURES = numpy.exp(numpy.linspace(numpy.log(0.25), numpy.log(8.0), 61)).tolist()
+COMPONENT = "posattn_ner"
+PRECISIONS = (0.90, 0.95)  # recall is reported at these precisions
+Scored = Tuple[numpy.ndarray, numpy.ndarray]  # (score float64, correct bool), one entry per entity
 
 
-def model_outputs(nlp, refs, batch_size: int) -> List[Tuple[list, Any]]:
-    """One pass of the component's model over fresh docs: (docs, TagScores) per batch."""
-    ner = nlp.get_pipe("posattn_ner")
-    docs = fresh_docs(refs)
-    out = []
-    for i in range(0, len(docs), batch_size):
-        batch = docs[i : i + batch_size]
-        out.append((batch, ner.model.predict(batch)))
-    return out
+class Batch(NamedTuple):
+    """One batch of the model's output, with what is needed to judge its entities."""
+
+    docs: List[Doc]
+    tag_scores: Any  # engine.TagScores, on the model's device
+    gold: List[Set[Tuple[int, int, str]]]  # per doc: (start, end, label) of its gold entities
+    given: List[numpy.ndarray]  # per doc: tokens inside entities set before posattn_ner ran
 
 
-def scored_entities(ner, outputs, refs, temperature: float) -> Dict[str, numpy.ndarray]:
-    """Every predicted entity's score at ``temperature`` and whether it is right."""
-    ner.temperature = temperature
-    scores, correct, offset = [], [], 0
-    for docs, tag_scores in outputs:
-        pred = ner.decode(tag_scores, docs)
-        doc_of, starts, ends, label_of = pred.entities
-        for k in range(len(doc_of)):
-            ref = refs[offset + int(doc_of[k])]
-            gold = {(e.start, e.end, e.label_) for e in ref.ents}
-            correct.append((int(starts[k]), int(ends[k]), ner.labels[int(label_of[k])]) in gold)
-        scores.append(pred.entity_scores)
-        offset += len(docs)
-    return {"score": numpy.concatenate(scores).astype("float64"), "correct": numpy.asarray(correct, dtype=bool)}
+@contextmanager
+def settings(ner: Any, **values: Any) -> Iterator[None]:
+    """Runtime settings changed for a block and restored after it (they are saved with the
+    pipeline, so a measurement must not leave its own behind)."""
+    saved = {key: getattr(ner, key) for key in values}
+    for key, value in values.items():
+        setattr(ner, key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(ner, key, value)
 
 
-def log_loss(score: numpy.ndarray, correct: numpy.ndarray) -> float:
-    p = numpy.clip(score, 1e-7, 1 - 1e-7)
-    return float(-numpy.mean(numpy.where(correct, numpy.log(p), numpy.log1p(-p))))
+def write_report(path: Path, report: Dict[str, Any]) -> None:
+    """The JSON report, floats exact (srsly rounds them to 10 digits: the temperature in the
+    report would then differ from the one saved in the pipeline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf8")
 
 
-def reliability(score: numpy.ndarray, correct: numpy.ndarray, n_bins: int = N_BINS) -> Dict[str, Any]:
-    """Expected calibration error over equal-width score bins, and the bins themselves."""
-    edges = numpy.linspace(0.0, 1.0, n_bins + 1)
-    which = numpy.clip(numpy.digitize(score, edges[1:-1]), 0, n_bins - 1)
-    bins, ece = [], 0.0
-    for b in range(n_bins):
-        inside = which == b
-        n = int(inside.sum())
-        conf = float(score[inside].mean()) if n else None
-        acc = float(correct[inside].mean()) if n else None
-        if n:
-            ece += n / len(score) * abs(acc - conf)
-        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": n, "confidence": conf, "accuracy": acc})
-    return {"ece": float(ece), "bins": bins}
+def load(model_dir: Path) -> Tuple[Language, Any]:
+    import spacy
+
+    import spacy_posattn_ner  # noqa: F401  (registers the factory)
+
+    nlp = spacy.load(model_dir)
+    if COMPONENT not in nlp.pipe_names:
+        msg.fail(f"{model_dir}: no '{COMPONENT}' component (pipeline: {nlp.pipe_names})", exits=1)
+    return nlp, nlp.get_pipe(COMPONENT)
 
 
-def summary(score: numpy.ndarray, correct: numpy.ndarray) -> Dict[str, Any]:
-    return {
-        "n_entities": int(len(score)),
-        "n_correct": int(correct.sum()),
-        "log_loss": log_loss(score, correct),
-        "mean_score_correct": float(score[correct].mean()) if correct.any() else None,
-        "mean_score_wrong": float(score[~correct].mean()) if (~correct).any() else None,
-        **reliability(score, correct),
-    }
+def run_model(nlp: Language, ner: Any, refs: Sequence[Doc], batch_size: int) -> List[Batch]:
+    """One pass of the model over fresh Docs of the refs' words, the components before
+    posattn_ner run first (as nlp.pipe would)."""
+    before = nlp.pipe_names[: nlp.pipe_names.index(COMPONENT)]
+    batches = []
+    for i in range(0, len(refs), batch_size):
+        chunk = refs[i : i + batch_size]
+        with nlp.select_pipes(enable=before):
+            docs = list(nlp.pipe(fresh_docs(chunk), batch_size=batch_size))
+        given = []
+        for doc in docs:
+            taken = numpy.zeros(len(doc), dtype=bool)
+            for ent in doc.ents:
+                taken[ent.start : ent.end] = True
+            given.append(taken)
+        gold = [{(e.start, e.end, e.label_) for e in ref.ents} for ref in chunk]
+        batches.append(Batch(docs, ner.model.predict(docs), gold, given))
+    return batches
+
+
+def scored_entities(ner: Any, batches: Sequence[Batch], temperature: float) -> Scored:
+    """Every entity the pipeline predicts (Viterbi's, less those overlapping given entities,
+    as set_annotations does), its score at ``temperature`` and whether it is right."""
+    scores: List[float] = []
+    correct: List[bool] = []
+    with settings(ner, scores=True, candidate_threshold=None, temperature=temperature):
+        for batch in batches:
+            pred = ner.decode(batch.tag_scores, batch.docs)
+            if pred.entity_scores is None:  # every doc of the batch empty
+                continue
+            for k, (d, s, e, label) in enumerate(zip(*(a.tolist() for a in pred.entities))):
+                if not batch.given[d][s:e].any():
+                    scores.append(float(pred.entity_scores[k]))
+                    correct.append((s, e, ner.labels[label]) in batch.gold[d])
+    return numpy.asarray(scores, dtype="float64"), numpy.asarray(correct, dtype=bool)
+
+
+def scored_candidates(ner: Any, batches: Sequence[Batch], temperature: float, threshold: float) -> Scored:
+    """Every span (overlapping ones included) whose probability reaches ``threshold``: the
+    high-recall mode's spans, each with its score and whether it is right."""
+    scores: List[float] = []
+    correct: List[bool] = []
+    with settings(ner, scores=True, candidate_threshold=threshold, temperature=temperature):
+        for batch in batches:
+            found = ner.decode(batch.tag_scores, batch.docs).candidates
+            if found is None:
+                continue
+            doc_c, start_c, end_c, label_c, score_c = (a.tolist() for a in found)
+            scores += score_c
+            correct += [(s, e, ner.labels[k]) in batch.gold[d] for d, s, e, k in zip(doc_c, start_c, end_c, label_c)]
+    return numpy.asarray(scores, dtype="float64"), numpy.asarray(correct, dtype=bool)
 
 
 @app.command()
@@ -89,72 +138,64 @@ def calibrate(
     ctx: typer.Context,
     model_dir: Pipeline,
     dev_path: DocsFile,
+    save_to: Optional[Path] = typer.Option(None, "--save-to", file_okay=False,
+                                           help="Save the pipeline with the fitted temperature here (may be MODEL_DIR)"),  # fmt: skip
     output: Output = Path("metrics/calibrate_confidence.json"),
-    save_to: Path = typer.Option(None, "--save-to", file_okay=False, help="Save the calibrated pipeline here (default: MODEL_DIR)"),
     limit: Limit = 0,
     batch_size: BatchSize = 256,
     n_threads: Threads = 0,
 ) -> None:
-    """Fit the temperature that minimizes the log-loss of entity correctness on dev; save it."""
-    import spacy
-
+    """Fit the temperature that minimizes the log-loss of entity correctness on dev (a grid,
+    then golden-section search); with --save-to, save the pipeline with it."""
     head = report_head(ctx, MODULE, n_threads)
-    nlp = spacy.load(model_dir)
-    ner = nlp.get_pipe("posattn_ner")
+    nlp, ner = load(model_dir)
     refs = read_gold(nlp, dev_path, limit)
-    outputs = model_outputs(nlp, refs, batch_size)
-    rows = []
-    for t in TEMPERATURES:
-        found = scored_entities(ner, outputs, refs, t)
-        rows.append({"temperature": t, "log_loss": log_loss(**found), "ece": reliability(**found)["ece"]})
-    best = min(rows, key=lambda r: r["log_loss"])
-    before = summary(**scored_entities(ner, outputs, refs, 1.0))
-    after = summary(**scored_entities(ner, outputs, refs, best["temperature"]))
-    ner.temperature = best["temperature"]
-    nlp.to_disk(save_to or model_dir)
-    report = {**head, "model": str(model_dir), "data": str(dev_path), "n_docs": len(refs),
-              "temperature": best["temperature"], "grid": rows, "before": before, "after": after,
-              "saved_to": str(save_to or model_dir)}  # fmt: skip
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
-    typer.echo(f"temperature {best['temperature']:.3f}: dev ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
-               f"log-loss {before['log_loss']:.4f} -> {after['log_loss']:.4f}; saved to {save_to or model_dir}")  # fmt: skip
+    batches = run_model(nlp, ner, refs, batch_size)
+    tried: Dict[float, Dict[str, float]] = {}
+
+    def loss(t: float) -> float:
+        found = scored_entities(ner, batches, t)
+        if not len(found[0]):
+            msg.fail(f"{dev_path}: the pipeline predicts no entities: nothing to calibrate", exits=1)
+        tried[t] = {"temperature": t, "log_loss": log_loss(*found), "ece": summary(*found)["ece"]}
+        return tried[t]["log_loss"]
+
+    best, _ = fit_temperature(loss)
+    at_edge = best in (TEMPERATURE_GRID[0], TEMPERATURE_GRID[-1])
+    if at_edge:
+        msg.warn(f"The fitted temperature {best:g} is at an edge of the range searched ({TEMPERATURE_GRID[0]:g} to "
+                 f"{TEMPERATURE_GRID[-1]:g}): the least log-loss may lie beyond it (an untrained or tiny model?)")  # fmt: skip
+    before, after = summary(*scored_entities(ner, batches, 1.0)), summary(*scored_entities(ner, batches, best))
+    ner.temperature = best
+    if save_to is not None:
+        nlp.to_disk(save_to)  # every weight is in memory: saving over MODEL_DIR itself is safe
+    report = {**head, "model": str(model_dir), "data": str(dev_path), "n_docs": len(refs), "temperature": best,
+              "at_range_edge": at_edge, "search": [tried[t] for t in sorted(tried)], "before": before, "after": after,
+              "saved_to": None if save_to is None else str(save_to)}  # fmt: skip
+    write_report(output, report)
+    msg.good(f"Temperature {best:.3f}: dev ECE {before['ece']:.4f} -> {after['ece']:.4f}, log-loss "
+             f"{before['log_loss']:.4f} -> {after['log_loss']:.4f}" + (f"; saved to {save_to}" if save_to else ""))  # fmt: skip
 
 
-def pr_curve(score: numpy.ndarray, correct: numpy.ndarray, n_gold: int) -> List[Dict[str, float]]:
-    """Precision and recall when only entities scored at least t are kept, for each t."""
-    order = numpy.argsort(-score, kind="stable")
-    kept = numpy.arange(1, len(order) + 1)
-    right = numpy.cumsum(correct[order])
-    points = []
-    for t in sorted(set(numpy.round(numpy.linspace(0.0, 1.0, 101), 2).tolist()) | {0.5, 0.9, 0.95}):
-        n = int((score >= t).sum())
-        if n:
-            points.append({"threshold": t, "precision": float(right[n - 1] / kept[n - 1]), "recall": float(right[n - 1] / n_gold), "kept": n})
-    return points
-
-
-def recall_at(points: Sequence[Dict[str, float]], precision: float) -> Dict[str, Any]:
-    ok = [p for p in points if p["precision"] >= precision]
-    best = max(ok, key=lambda p: p["recall"]) if ok else None
-    return {"precision": precision, "recall": best["recall"] if best else 0.0, "threshold": best["threshold"] if best else None}
-
-
-def candidate_entities(ner, outputs, refs, threshold: float) -> Dict[str, numpy.ndarray]:
-    """Every candidate span (the high-recall mode) with its score and whether it is right."""
-    ner.candidate_threshold = threshold
-    try:
-        scores, correct, offset = [], [], 0
-        for docs, tag_scores in outputs:
-            doc_c, start_c, end_c, label_c, score_c = ner.decode(tag_scores, docs).candidates
-            for k in range(len(doc_c)):
-                gold = {(e.start, e.end, e.label_) for e in refs[offset + int(doc_c[k])].ents}
-                correct.append((int(start_c[k]), int(end_c[k]), ner.labels[int(label_c[k])]) in gold)
-            scores.append(score_c)
-            offset += len(docs)
-    finally:
-        ner.candidate_threshold = None
-    return {"score": numpy.concatenate(scores).astype("float64"), "correct": numpy.asarray(correct, dtype=bool)}
+def time_scores(nlp: Language, ner: Any, refs: Sequence[Doc], batch_size: int, repeats: int) -> Dict[str, Any]:
+    """measure() with scores on and off, alternating in this one process (on, off, then off,
+    on, ...), so a change in the machine's load hits both alike; the best pass of each
+    counts. Candidates are off for both (the default)."""
+    rows: Dict[str, Dict[str, Any]] = {}
+    passes: Dict[str, List[float]] = {"scores_on": [], "scores_off": []}
+    with settings(ner, candidate_threshold=None):
+        for r in range(repeats):
+            for on in (True, False) if r % 2 == 0 else (False, True):
+                with settings(ner, scores=on):
+                    row = measure(nlp, refs, batch_size=batch_size)
+                key = "scores_on" if on else "scores_off"
+                passes[key].append(row["words_per_second"])
+                if key not in rows or row["words_per_second"] > rows[key]["words_per_second"]:
+                    rows[key] = row
+    out: Dict[str, Any] = {key: {"words_per_second": rows[key]["words_per_second"], "passes": passes[key],
+                                 "ents_f": rows[key]["ents_f"], "n_words": rows[key]["n_words"]} for key in rows}  # fmt: skip
+    out["overhead"] = overhead(rows["scores_on"]["words_per_second"], rows["scores_off"]["words_per_second"])
+    return out
 
 
 @app.command()
@@ -163,55 +204,42 @@ def benchmark(
     model_dir: Pipeline,
     test_path: DocsFile,
     output: Output = Path("metrics/benchmark_confidence.json"),
-    candidate_threshold: float = typer.Option(0.05, "--candidate-threshold", help="For the high-recall curve"),
+    candidate_threshold: float = typer.Option(0.05, "--candidate-threshold", min=1e-6, max=1.0,
+                                              help="The high-recall mode's threshold that is scored too"),  # fmt: skip
     limit: Limit = 0,
     batch_size: BatchSize = 256,
     repeats: Repeats = 2,
     n_threads: Threads = 0,
 ) -> None:
-    """On test: ECE before/after calibration, precision/recall over an entity score
-    threshold, recall at precision 0.90 and 0.95, and words/s with scores on vs off."""
-    import spacy
-
+    """On test: ECE before (T = 1) and after (the pipeline's temperature), reliability bins,
+    mean score of right vs wrong entities, precision/recall over a score threshold, recall
+    at precision 0.90 and 0.95, and words/s with scores on vs off."""
     head = report_head(ctx, MODULE, n_threads)
-    nlp = spacy.load(model_dir)
-    ner = nlp.get_pipe("posattn_ner")
+    nlp, ner = load(model_dir)
     calibrated = ner.temperature
     refs = read_gold(nlp, test_path, limit)
     n_gold = sum(len(ref.ents) for ref in refs)
-    outputs = model_outputs(nlp, refs, batch_size)
-    before = summary(**scored_entities(ner, outputs, refs, 1.0))
-    found = scored_entities(ner, outputs, refs, calibrated)
-    after = summary(**found)
-    curve = pr_curve(found["score"], found["correct"], n_gold)
-    cands = candidate_entities(ner, outputs, refs, candidate_threshold)
-    cand_curve = pr_curve(cands["score"], cands["correct"], n_gold)
-    speed = {}
-    for _ in range(repeats):  # alternate, so a change in load hits both alike
-        for on in (True, False):
-            ner.scores = on
-            row = measure(nlp, refs, batch_size=batch_size)
-            key = "scores_on" if on else "scores_off"
-            if key not in speed or row["words_per_second"] > speed[key]["words_per_second"]:
-                speed[key] = row
-    ner.scores = True
+    batches = run_model(nlp, ner, refs, batch_size)
+    uncalibrated, found = scored_entities(ner, batches, 1.0), scored_entities(ner, batches, calibrated)
+    if not len(found[0]):
+        msg.fail(f"{test_path}: the pipeline predicts no entities: nothing to benchmark", exits=1)
+    cands = scored_candidates(ner, batches, calibrated, candidate_threshold)
+    del batches  # the model's output for the whole split: not kept through the timing
+    speed = time_scores(nlp, ner, refs, batch_size, repeats)
     report = {
-        **head, "model": str(model_dir), "data": str(test_path), "n_docs": len(refs), "n_gold": n_gold,
-        "temperature": calibrated, "before": before, "after": after,
-        "pr_curve": curve, "recall_at": [recall_at(curve, p) for p in (0.90, 0.95)],
-        "candidates": {"threshold": candidate_threshold, "n": int(len(cands["score"])), "pr_curve": cand_curve,
-                       "recall_at": [recall_at(cand_curve, p) for p in (0.90, 0.95)]},
-        "speed": {k: {f: v[f] for f in ("words_per_second", "ents_f", "n_words")} for k, v in speed.items()},
+        **head, "speed_definition": SPEED_DEFINITION, "model": str(model_dir), "data": str(test_path),
+        "n_docs": len(refs), "n_words": speed["scores_on"]["n_words"], "n_gold": n_gold, "batch_size": batch_size,
+        "repeats": repeats, "temperature": calibrated, "before": summary(*uncalibrated), "after": summary(*found),
+        "pr_curve": pr_curve(*found, n_gold), "recall_at": [recall_at(*found, n_gold, p) for p in PRECISIONS],
+        "candidates": {"threshold": candidate_threshold, "n_spans": int(len(cands[0])),
+                       "n_correct": int(cands[1].sum()), "pr_curve": pr_curve(*cands, n_gold)},
+        "speed": speed,
     }  # fmt: skip
-    report["speed"]["overhead"] = 1.0 - speed["scores_on"]["words_per_second"] / speed["scores_off"]["words_per_second"]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
-    typer.echo(
-        f"test ECE {before['ece']:.4f} -> {after['ece']:.4f} (T={calibrated:.3f}); mean score right "
-        f"{after['mean_score_correct']:.3f} vs wrong {after['mean_score_wrong']:.3f}; recall at P0.90 "
-        f"{report['recall_at'][0]['recall']:.4f}, P0.95 {report['recall_at'][1]['recall']:.4f}; scores cost "
-        f"{report['speed']['overhead']:.1%} of words/s"
-    )
+    write_report(output, report)
+    after, at = report["after"], report["recall_at"]
+    msg.good(f"T = {calibrated:.3f}: test ECE {report['before']['ece']:.4f} -> {after['ece']:.4f}; mean score right "
+             f"{fmt_x(after['mean_score_correct'], 3)}, wrong {fmt_x(after['mean_score_wrong'], 3)}; recall at "
+             f"P0.90 {at[0]['recall']:.4f}, P0.95 {at[1]['recall']:.4f}; scores cost {speed['overhead']:.1%} of words/s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Dict
 import typer
 from wasabi import msg
 
-from scripts.bench.render import load_metrics, plot_exit, render_benchmarks, render_headline, replace_marked
+from scripts.bench.render import load_metrics, plot_all, render_benchmarks, render_headline, replace_marked
 
 app = typer.Typer(add_completion=False)
 
@@ -22,10 +22,10 @@ def main(
     metrics_dir: Path = typer.Argument(Path("metrics"), exists=True, file_okay=False, help="The JSON reports"),
     benchmarks: Path = typer.Option(Path("BENCHMARKS.md"), "--benchmarks", help="Rendered whole"),
     readme: Path = typer.Option(Path("README.md"), "--readme", help="Its <!-- headline --> block is rendered"),
-    plot: bool = typer.Option(True, "--plot/--no-plot", help="Also draw METRICS_DIR/benchmark_exit.png"),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Also draw the plots (METRICS_DIR/*.png)"),
     check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if a text file is out of date"),
 ) -> None:
-    """metrics/*.json -> BENCHMARKS.md, the README headline and the early-exit plot."""
+    """metrics/*.json -> BENCHMARKS.md, the README headline and the plots (early exit; entity scores once measured)."""
     metrics = load_metrics(metrics_dir)
     texts: Dict[Path, str] = {
         benchmarks: render_benchmarks(metrics),
@@ -39,9 +39,8 @@ def main(
         return
     for path in stale:
         path.write_text(texts[path], encoding="utf8")
-    if plot:
-        plot_exit(metrics["benchmark_exit"], metrics_dir / "benchmark_exit.png")
-    msg.good(f"Rendered {', '.join(map(str, texts))}" + (f" and {metrics_dir / 'benchmark_exit.png'}" if plot else ""))
+    drawn = plot_all(metrics, metrics_dir) if plot else []
+    msg.good(f"Rendered {', '.join(map(str, [*texts, *drawn]))}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from scripts.bench.render import (
+    confidence_section,
     exit_section,
     load_metrics,
+    plot_all,
     plot_exit,
     render_benchmarks,
     render_headline,
@@ -82,3 +84,39 @@ def test_replace_marked_needs_one_pair_of_markers():
 def test_exit_plot_is_a_png(fixtures, tmp_path):
     plot_exit(fixtures["benchmark_exit"], tmp_path / "exit.png")
     assert (tmp_path / "exit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_confidence_reports_render_to_the_expected_section(fixtures):
+    section = confidence_section(fixtures["calibrate_confidence"], fixtures["benchmark_confidence"])
+    assert section == expected("benchmark_confidence")
+    at_edge = dict(fixtures["calibrate_confidence"], at_range_edge=True)
+    assert "**1.500** (at an edge of the range searched, so the least log-loss may lie beyond it), fitted on" in (
+        confidence_section(at_edge, fixtures["benchmark_confidence"]))
+
+
+def test_confidence_section_says_how_to_get_the_speed_back_when_scores_cost_too_much(fixtures):
+    report = copy.deepcopy(fixtures["benchmark_confidence"])
+    report["speed"]["scores_on"]["words_per_second"] = 3000.0
+    report["speed"]["overhead"] = 1.0 - 3000.0 / 3900.0
+    text = confidence_section(None, report)
+    assert "an overhead of **23.1%** (above the 10 % budget: where the scores are not needed, set the runtime setting `scores = false`" in text
+    assert "Temperature 1.500, as saved in the pipeline (no calibrate-confidence report)." in text
+    assert "Commands: `python -m scripts.confidence benchmark" in text and "(dev)" not in text
+
+
+def test_the_confidence_section_ends_benchmarks_once_its_reports_exist(fixtures):
+    metrics = {k: v for k, v in load_metrics(ROOT / "metrics").items() if not k.endswith("_confidence")}
+    without = render_benchmarks(metrics)
+    with_reports = render_benchmarks({**metrics, "calibrate_confidence": fixtures["calibrate_confidence"],
+                                      "benchmark_confidence": fixtures["benchmark_confidence"]})  # fmt: skip
+    assert "## Entity scores" not in without
+    assert with_reports == without.rstrip("\n") + "\n\n" + expected("benchmark_confidence") + "\n"
+
+
+def test_confidence_plots_are_pngs(fixtures, tmp_path):
+    drawn = plot_all(fixtures, tmp_path)
+    names = ["benchmark_exit.png", "benchmark_confidence_reliability.png", "benchmark_confidence_pr.png"]
+    assert [p.name for p in drawn] == names
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
+    without = {k: v for k, v in fixtures.items() if k != "benchmark_confidence"}
+    assert [p.name for p in plot_all(without, tmp_path / "only-exit")] == names[:1]

@@ -54,8 +54,9 @@ def utc_now() -> str:
 
 def this_command(ctx: typer.Context, module: str) -> str:
     """The command line that reproduces the running typer command, every parameter
-    spelled out (defaults included), so a report says exactly what ran."""
-    parts: List[str] = ["python", "-m", module]
+    spelled out (defaults included), so a report says exactly what ran. In an app of
+    several commands (a parent context) the command's own name follows the module."""
+    parts: List[str] = ["python", "-m", module] + ([ctx.info_name] if ctx.parent is not None and ctx.info_name else [])
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if param.param_type_name == "argument":

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import jinja2
 
+from .confidence_section import PR_PNG, RELIABILITY_PNG, confidence_section, plot_pr, plot_reliability
 from .exits import f1_loss_points, reference_row
 from .before_after import before_after_section
 from .markdown import fmt_duration, fmt_f1, fmt_int, fmt_minutes, fmt_points, fmt_threshold, fmt_x, ratio, table
@@ -27,8 +28,8 @@ from .sections import (
     train_section,
 )
 
-__all__ = ["load_metrics", "plot_exit", "render_benchmarks", "render_headline", "replace_marked", "exit_section",
-           "speed_section", "train_section", "train_results"]  # fmt: skip
+__all__ = ["load_metrics", "plot_exit", "plot_all", "render_benchmarks", "render_headline", "replace_marked",
+           "exit_section", "speed_section", "train_section", "train_results", "confidence_section"]  # fmt: skip
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -71,12 +72,31 @@ def context(metrics: Mapping[str, Any]) -> Dict[str, Any]:
         "exit": exit_section(metrics["benchmark_exit"]),
         "speed": speed_section(metrics["benchmark_speed"]),
         "per_type": per_type_table(metrics["posattn_ner"]),
+        "confidence": confidence(metrics),
     }
     if "benchmark_speed_sentences" in metrics:
         ctx["sections"]["speed_sentences"] = speed_section(metrics["benchmark_speed_sentences"])
     if "engine_before_after" in metrics:
         ctx["sections"]["engine_before_after"] = before_after_section(metrics["engine_before_after"])
     return ctx
+
+
+def confidence(metrics: Mapping[str, Any]) -> Optional[str]:
+    """The entity-scores section, once benchmark-confidence has written its report (None before)."""
+    if "benchmark_confidence" not in metrics:
+        return None
+    return confidence_section(metrics.get("calibrate_confidence"), metrics["benchmark_confidence"])
+
+
+def plot_all(metrics: Mapping[str, Any], metrics_dir: Path) -> List[Path]:
+    """Every plot the reports present allow, drawn under ``metrics_dir``; the paths drawn."""
+    drawn = [metrics_dir / "benchmark_exit.png"]
+    plot_exit(metrics["benchmark_exit"], drawn[0])
+    if "benchmark_confidence" in metrics:
+        drawn += [metrics_dir / RELIABILITY_PNG, metrics_dir / PR_PNG]
+        plot_reliability(metrics["benchmark_confidence"], drawn[1])
+        plot_pr(metrics["benchmark_confidence"], drawn[2])
+    return drawn
 
 
 def render_benchmarks(metrics: Mapping[str, Any]) -> str:
