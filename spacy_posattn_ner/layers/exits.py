@@ -39,20 +39,11 @@ class MultiExitHead(nn.Module):
 
 
 def segment_confidence(log_probs: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
-    """Per segment (a sentence, or a whole doc): the lowest top-tag probability of its
-    tokens, as ``confidence`` does per doc. ``segment`` (B, T) long holds each token's
-    segment number (< ``n_segments``); padding is ignored. → (n_segments,), 1.0 for
-    segments with no token here."""
+    """Per segment (a sentence, or a whole doc): the lowest, over its tokens, of the most
+    likely tag's probability. One unsure token keeps the whole segment going, which
+    protects entity boundaries better than an average would. ``segment`` (B, T) long
+    holds each token's segment number (< ``n_segments``); padding is ignored.
+    → (n_segments,), 1.0 for segments with no token here."""
     top = log_probs.max(dim=-1).values.exp()
     out = torch.ones(n_segments, dtype=top.dtype, device=top.device)
     return out.scatter_reduce(0, segment[mask], top[mask], reduce="amin")
-
-
-def confidence(log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per doc: the lowest, over its tokens, of the most likely tag's probability.
-
-    One unsure token keeps the whole doc going, which protects entity boundaries
-    better than an average would. ``log_probs`` (B, T, K), ``mask`` (B, T) → (B,).
-    """
-    top = log_probs.max(dim=-1).values.exp()
-    return torch.where(mask, top, torch.ones_like(top)).min(dim=1).values
