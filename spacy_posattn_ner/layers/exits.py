@@ -1,8 +1,8 @@
 """Exit heads (one per chosen backbone layer) and the confidence policy.
 
 Each exit has a head of its own over the layers seen so far (FastNER; Li et al.
-2021): a doc whose prediction at an early exit is already confident leaves there,
-and the backbone's deeper layers never run for it.
+2021): a sentence (or a doc without sentence starts) whose prediction at an early
+exit is already confident leaves there (engine.py runs the policy).
 """
 from typing import Any, Dict, Optional, Sequence
 
