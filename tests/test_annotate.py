@@ -499,44 +499,9 @@ def test_console_script_and_python_m(ruler_model, tmp_path):
     assert (summary["documents"], summary["words"], summary["entities"], summary["errors"]) == (1, 7, 2, 0)
 
 
-# -- benchmark ---------------------------------------------------------------------------
-
-
-def test_benchmark_script_end_to_end(tiny_exit_pipeline, toy_corpus, tmp_path):
-    engines = "pipe1,local1,local2" + (",ray1" if _has_ray() else "")
-    out = tmp_path / "metrics" / "benchmark_annotate.json"
-    cmd = [
-        sys.executable, str(ROOT / "scripts" / "benchmark_annotate.py"), str(tiny_exit_pipeline), str(toy_corpus),
-        "--repeat", "3", "--engines", engines, "--batch-size", "5", "--shard-size", "10", "--output-json", str(out), "--work-dir", str(tmp_path / "work"),
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert [c["name"] for c in report["corpora"]] == ["toy", "toy x3"]
-    n_docs = 13  # toy_corpus: 12 sentences and an empty doc
-    for corpus, scale in zip(report["corpora"], (1, 3)):
-        assert corpus["documents"] == n_docs * scale
-        runs = {r["engine"]: r for r in corpus["runs"]}
-        assert list(runs) == engines.split(",")
-        words = {r["words"] for r in runs.values()}
-        assert len(words) == 1 and words.pop() > 0  # every engine saw the same words
-        assert len({r["entities"] for r in runs.values()}) == 1  # the same batches everywhere
-        for r in runs.values():
-            assert r["words_per_second"] > 0 and r["seconds"] > 0 and r["documents"] == n_docs * scale
-    assert "words/s" in result.stdout
-
-
 def _has_pyarrow() -> bool:
     try:
         import pyarrow.fs  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _has_ray() -> bool:
-    try:
-        import ray.data  # noqa: F401
     except ImportError:
         return False
     return True

@@ -78,6 +78,10 @@ def context(metrics: Mapping[str, Any]) -> Dict[str, Any]:
         ctx["sections"]["speed_sentences"] = speed_section(metrics["benchmark_speed_sentences"])
     if "engine_before_after" in metrics:
         ctx["sections"]["engine_before_after"] = before_after_section(metrics["engine_before_after"])
+    if "benchmark_annotate" in metrics:
+        from .annotate_section import annotate_section
+
+        ctx["sections"]["benchmark_annotate"] = annotate_section(metrics["benchmark_annotate"])
     return ctx
 
 
