@@ -66,7 +66,7 @@ def context(metrics: Mapping[str, Any]) -> Dict[str, Any]:
     ctx: Dict[str, Any] = {"transcribed": {}}
     for key, value in metrics.items():
         folder, _, name = key.rpartition("/")
-        (ctx[folder] if folder else ctx)[name] = value
+        (ctx.setdefault(folder, {}) if folder else ctx)[name] = value
     ctx["sections"] = {
         "train": train_section(train_results(metrics)),
         "exit": exit_section(metrics["benchmark_exit"]),
@@ -74,8 +74,8 @@ def context(metrics: Mapping[str, Any]) -> Dict[str, Any]:
         "per_type": per_type_table(metrics["posattn_ner"]),
         "confidence": confidence(metrics),
     }
-    if "benchmark_speed_sentences" in metrics:
-        ctx["sections"]["speed_sentences"] = speed_section(metrics["benchmark_speed_sentences"])
+    if "exit_sentences/benchmark_exit" in metrics:
+        ctx["sections"]["exit_sentences"] = exit_sentences_sections(metrics)
     if "engine_before_after" in metrics:
         ctx["sections"]["engine_before_after"] = before_after_section(metrics["engine_before_after"])
     if "benchmark_annotate" in metrics:
@@ -101,6 +101,19 @@ def plot_all(metrics: Mapping[str, Any], metrics_dir: Path) -> List[Path]:
         plot_reliability(metrics["benchmark_confidence"], drawn[1])
         plot_pr(metrics["benchmark_confidence"], drawn[2])
     return drawn
+
+
+def exit_sentences_sections(metrics: Mapping[str, Any]) -> Dict[str, str]:
+    """The reports of the multi-sentence exit model (metrics/exit_sentences/), as
+    sub-sections: the exit curve, speed on its docs and speed on single sentences."""
+    def sub(text: str) -> str:
+        return text.replace("\n## ", "\n### ").replace("## ", "### ", 1)
+
+    out = {"exit": sub(exit_section(metrics["exit_sentences/benchmark_exit"])),
+           "speed": sub(speed_section(metrics["exit_sentences/benchmark_speed"]))}  # fmt: skip
+    if "exit_sentences/benchmark_speed_sentences" in metrics:
+        out["speed_sentences"] = sub(speed_section(metrics["exit_sentences/benchmark_speed_sentences"]))
+    return out
 
 
 def render_benchmarks(metrics: Mapping[str, Any]) -> str:

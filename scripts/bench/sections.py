@@ -216,11 +216,12 @@ def exit_section(report: Mapping[str, Any]) -> str:
         f"Calibrated threshold (the model's config): **{fmt_threshold(calibrated)}**{not_calibrated}.",
         "",
         table(["exit threshold", "test F1", "ΔF1 vs never-exit (points)", "words/s", "× never-exit", "mean exit layer",
-               "docs per exit layer"], [exit_row(r, rows, calibrated) for r in rows], "lrrrrrl"),  # fmt: skip
+               "share per exit layer"], [exit_row(r, rows, calibrated) for r in rows], "lrrrrrl"),  # fmt: skip
         "",
         EXIT_TIMING[report["speed_definition"]].format(**report)
-        + "; the backbone runs layer by layer and a doc leaves at its first exit whose confidence (its least sure "
-        "token's top probability) reaches the threshold. F1 is spaCy's entity-level micro F1 (`ents_f`). Exit layer "
+        + "; the backbone runs layer by layer and a sentence (a doc without sentence starts) leaves at its first "
+        "exit whose confidence (its least sure token's top probability) reaches the threshold; mean exit layer and "
+        "shares per exit layer count sentences. F1 is spaCy's entity-level micro F1 (`ents_f`). Exit layer "
         "k = after the backbone's k-th transformer layer.",
     ]
     return "\n".join(out + footer(report, report["torch_threads"]))
