@@ -45,7 +45,7 @@ class TagScores:
     # (n_segments,) int64: the layer each segment (a sentence, or a whole doc) left at, docs in
     # order and each doc's segments in order; None where a caller built scores without them
     segment_exit_layer: Optional[torch.Tensor] = None
-    segment_doc: Optional[torch.Tensor] = None  # (n_segments,) int64: each segment's doc
+    segment_doc: Optional[numpy.ndarray] = None  # (n_segments,) int64 on the host: each segment's doc
 
 
 def segment_ids(docs: Sequence[Doc]) -> numpy.ndarray:
@@ -132,7 +132,7 @@ def tag_scores(
         lengths=torch.from_numpy(lengths).to(device),
         exit_layer=torch.full((len(docs),), -1, dtype=torch.long, device=device),
         segment_exit_layer=segments.exit_layer,
-        segment_doc=torch.from_numpy(seg_doc.astype("int64")).to(device),
+        segment_doc=seg_doc.astype("int64"),
     )
     active = numpy.flatnonzero(lengths > 0)
     if not len(active):
@@ -160,7 +160,8 @@ def tag_scores(
                 break
             active = numpy.unique(segments.doc[going_on])
             _drop_finished(batches, going_on, segments.of_token_host, offsets, pooler)
-        out.exit_layer.scatter_reduce_(0, out.segment_doc, segments.exit_layer, reduce="amax")
+        owner = torch.from_numpy(out.segment_doc).to(device)
+        out.exit_layer.scatter_reduce_(0, owner, segments.exit_layer, reduce="amax")
     return out
 
 

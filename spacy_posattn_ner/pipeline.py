@@ -178,13 +178,17 @@ class Predictions:
     candidates: Optional[Tuple[numpy.ndarray, ...]] = None
 
 
-def _per_doc(scores: TagScores, n_docs: int) -> List[List[int]]:
-    """Each doc's segment exit layers (one per sentence where set, else one)."""
+def _exit_layers(scores: TagScores, n_docs: int) -> Tuple[numpy.ndarray, List[List[int]]]:
+    """Each doc's deepest exit layer (-1: empty) and its segments' exit layers (one per
+    sentence where set, else one), from one transfer of the segments' layers."""
     if scores.segment_exit_layer is None:
-        return [[int(k)] if k >= 0 else [] for k in scores.exit_layer.cpu().tolist()]
-    layers, owner = scores.segment_exit_layer.cpu().numpy(), scores.segment_doc.cpu().numpy()
+        exit_np = scores.exit_layer.cpu().numpy()
+        return exit_np, [[int(k)] if k >= 0 else [] for k in exit_np.tolist()]
+    layers, owner = scores.segment_exit_layer.cpu().numpy(), scores.segment_doc
     bounds = numpy.searchsorted(owner, numpy.arange(n_docs + 1))
-    return [layers[bounds[i] : bounds[i + 1]].tolist() for i in range(n_docs)]
+    per_doc = [layers[bounds[i] : bounds[i + 1]] for i in range(n_docs)]
+    exit_np = numpy.asarray([int(x.max()) if len(x) else -1 for x in per_doc], dtype="int64")
+    return exit_np, [x.tolist() for x in per_doc]
 
 
 class PosAttnNER(TrainablePipe):
@@ -431,9 +435,10 @@ class PosAttnNER(TrainablePipe):
             if log_probs.shape[1]:
                 log_probs = log_probs + self._boundary_mask(docs, log_probs.shape[1]).to(device)
             path = best_paths(log_probs, scores.lengths, *masks)
-            path_np, exit_np = path.cpu().numpy(), scores.exit_layer.cpu().numpy()
+            path_np = path.cpu().numpy()
             tag_ids = [path_np[i, :n] for i, n in enumerate(lengths)]
-            out = Predictions(tag_ids, exit_np, _per_doc(scores, len(docs)), entity_bounds(tag_ids))
+            exit_np, per_segment = _exit_layers(scores, len(docs))
+            out = Predictions(tag_ids, exit_np, per_segment, entity_bounds(tag_ids))
             if (self.scores or self.candidate_threshold is not None) and log_probs.shape[1]:
                 lattice = Lattice(log_probs, scores.lengths, *masks, temperature=self.temperature)
                 out.entity_scores = lattice.span_marginals(*out.entities).cpu().numpy()

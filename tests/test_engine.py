@@ -77,7 +77,7 @@ def test_no_layer_is_copied_to_the_host(trained_exit, monkeypatch):
     docs = list(nlp.pipe(TEXTS, batch_size=len(TEXTS)))
     n_docs = sum(1 for d in docs if len(d))
     exits_run = 2  # exit after layer 1, then layer 2
-    assert len(calls) <= exits_run + 2  # per exit: which docs go on; then tag ids and exit layers
+    assert len(calls) <= exits_run + 2  # per exit: which segments go on; then tag ids and segment exit layers
     assert all(len(shape) <= 2 for shape in calls) and max(len(s) for s in calls) == 2
     assert all(shape[0] <= len(TEXTS) for shape in calls) and n_docs == 5
     ner.scores = True
