@@ -48,11 +48,12 @@ class TagScores:
     segment_doc: Optional[numpy.ndarray] = None  # (n_segments,) int64 on the host: each segment's doc
 
 
-def segment_ids(docs: Sequence[Doc]) -> numpy.ndarray:
-    """Each token's segment number, tokens of all docs end to end (int64): segments
-    are sentences where a doc's sentence starts are set, else whole docs."""
-    parts, base = [], 0
-    for doc in docs:
+def segment_ids(docs: Sequence[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Each token's segment number (tokens of all docs end to end) and each segment's
+    doc, both int64: segments are sentences where a doc's sentence starts are set,
+    else whole docs."""
+    parts, owners, base = [], [], 0
+    for i, doc in enumerate(docs):
         if not len(doc):
             continue
         starts = numpy.zeros(len(doc), dtype=bool)
@@ -60,9 +61,11 @@ def segment_ids(docs: Sequence[Doc]) -> numpy.ndarray:
             starts = doc.to_array(SENT_START) == 1
         starts[0] = True
         ids = numpy.cumsum(starts, dtype="int64") - 1 + base
+        owners.append(numpy.full(int(ids[-1]) + 1 - base, i, dtype="int64"))
         base = int(ids[-1]) + 1
         parts.append(ids)
-    return numpy.concatenate(parts) if parts else numpy.zeros((0,), dtype="int64")
+    empty = numpy.zeros((0,), dtype="int64")
+    return (numpy.concatenate(parts), numpy.concatenate(owners)) if parts else (empty, empty)
 
 
 def exit_heads(head: torch.nn.Module) -> Tuple[List[int], List[PosAttnHead]]:
@@ -116,10 +119,9 @@ def tag_scores(
     layers, heads = exit_heads(head)
     lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
     n_tags = heads[-1].tagger.out_features
-    seg_np = segment_ids(docs)
+    seg_np, seg_doc = segment_ids(docs)
     offsets = numpy.concatenate([[0], numpy.cumsum(lengths)])
-    n_segments = int(seg_np[-1]) + 1 if len(seg_np) else 0
-    seg_doc = numpy.repeat(numpy.arange(len(docs)), lengths)[numpy.searchsorted(seg_np, numpy.arange(n_segments))] if n_segments else numpy.zeros((0,), dtype="int64")
+    n_segments = len(seg_doc)
     segments = _Segments(
         of_token=torch.from_numpy(seg_np).to(device),
         of_token_host=seg_np,
@@ -132,7 +134,7 @@ def tag_scores(
         lengths=torch.from_numpy(lengths).to(device),
         exit_layer=torch.full((len(docs),), -1, dtype=torch.long, device=device),
         segment_exit_layer=segments.exit_layer,
-        segment_doc=seg_doc.astype("int64"),
+        segment_doc=seg_doc,
     )
     active = numpy.flatnonzero(lengths > 0)
     if not len(active):
@@ -159,7 +161,7 @@ def tag_scores(
             if not going_on.any():
                 break
             active = numpy.unique(segments.doc[going_on])
-            _drop_finished(batches, going_on, segments.of_token_host, offsets, pooler)
+            _drop_finished(batches, going_on, segments.of_token_host, offsets, set(active.tolist()), pooler)
         owner = torch.from_numpy(out.segment_doc).to(device)
         out.exit_layer.scatter_reduce_(0, owner, segments.exit_layer, reduce="amax")
     return out
@@ -205,7 +207,7 @@ def _apply_exit(
 
 def _drop_finished(
     batches: List[_Batch], going_on: numpy.ndarray, seg_of_token: numpy.ndarray, offsets: numpy.ndarray,
-    pooler: TokenPooler,
+    docs_going_on: set, pooler: TokenPooler,
 ) -> None:
     """Remove the windows whose tokens all finished from the backbone batches; those
     whose doc goes on carry their last states into the deeper layers."""
@@ -213,10 +215,9 @@ def _drop_finished(
         keep, carry = [], []
         for r, win in enumerate(b.windows):
             tokens = offsets[win.doc_index] + win.token_index[win.token_index >= 0]
-            segs = seg_of_token[tokens]
-            if going_on[segs].any():
+            if going_on[seg_of_token[tokens]].any():
                 keep.append(r)
-            elif going_on[seg_of_token[offsets[win.doc_index] : offsets[win.doc_index + 1]]].any():
+            elif win.doc_index in docs_going_on:
                 carry.append(r)
         if len(keep) < len(b.windows):
             if carry:

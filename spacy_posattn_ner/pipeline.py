@@ -281,8 +281,9 @@ class PosAttnNER(TrainablePipe):
 
     @property
     def exit_threshold(self) -> float:
-        """Early-exit models: the confidence a doc needs to leave at an exit (1.0 or
-        more never exits early, 0.0 always leaves at the first exit)."""
+        """Early-exit models: the confidence a segment (a sentence, or a doc without
+        sentence starts) needs to leave at an exit (1.0 or more never exits early, 0.0
+        always leaves at the first exit)."""
         return self._get("exit_threshold")
 
     @exit_threshold.setter

@@ -44,8 +44,9 @@ def sentence_confidences(nlp, doc, layer_scores) -> numpy.ndarray:
 def test_segments_are_sentences_where_set_else_docs(exit_nlp):
     plain = exit_nlp.make_doc("Bush met Putin . Then he left .")
     two = sentenced(exit_nlp, SENTS[:2])
-    ids = segment_ids([plain, exit_nlp.make_doc(""), two])
+    ids, owner = segment_ids([plain, exit_nlp.make_doc(""), two])
     assert ids.tolist() == [0] * len(plain) + [1] * len(SENTS[0]) + [2] * len(SENTS[1])
+    assert owner.tolist() == [0, 2, 2]
 
 
 def test_each_sentence_leaves_on_its_own(exit_nlp):
