@@ -457,6 +457,31 @@ def test_ray_engine_writes_what_the_local_engine_writes(tiny_exit_pipeline, scor
     assert all("exit_layer" in r for r in rows if r["entities"])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_ray_dataset_hands_out_one_pipeline_batch_per_block(tmp_path):
+    """Ray merges a read task's output into a few blocks, and an actor takes a block
+    whole: without the cut into one batch per block, one of two actors got most of the work."""
+    pytest.importorskip("ray.data")
+    import ray
+
+    from spacy_posattn_ner.annotate.inputs import resolve_inputs
+    from spacy_posattn_ner.annotate.ray_engine import batches_dataset, group_from_json
+    from spacy_posattn_ner.annotate.records import ReadOptions
+
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": f"London {i}"} for i in range(23)])
+    files, _ = resolve_inputs(str(src))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        ds = batches_dataset(files, ReadOptions(), shard_size=10, batch_size=4).materialize()
+        assert ds.num_blocks() == ds.count() == 7  # shards of 10: batches of 4, 4, 2, 4, 4, 2, 3
+        groups = [group_from_json(row["group"]) for row in ds.iter_rows()]
+    finally:
+        ray.shutdown()
+    assert [[r.id for r in g] for g in groups] == [
+        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [10, 11, 12, 13], [14, 15, 16, 17], [18, 19], [20, 21, 22]
+    ]
+
+
 def test_ray_engine_refuses_docbin_output(ruler_model, tmp_path):
     pytest.importorskip("ray.data")
     src = write_jsonl(tmp_path / "in.jsonl", [{"text": "London"}])

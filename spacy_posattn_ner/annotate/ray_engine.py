@@ -3,9 +3,11 @@ same readers as the local engine), ``map_batches`` runs an actor class that load
 pipeline once per actor, and the driver receives the rows in input order and writes
 the shards with the same code as the local engine, so both engines write the same output.
 
-A dataset row is one whole pipeline batch (``batch_groups``), not one record: Ray splits
-and merges blocks as it likes (to reach its parallelism, for instance), and a batch
-split in two would change a batch-dependent pipeline's output. Records and rows travel
+A dataset row is one whole pipeline batch (``batch_groups``), not one record: a batch
+split in two would change a batch-dependent pipeline's output. Ray merges a read task's
+output into a few large blocks and hands an actor a block whole, so one actor could get
+most of a file while the other idles; the dataset is cut again into one row per block,
+and the pool hands out work batch by batch (``batches_dataset``). Records and rows travel
 as JSON (exact for ids of any JSON type and for float scores). Records of finished
 shards come back as markers (a row of None), so the driver counts them for ``--limit``
 and reports them as skipped.
@@ -78,6 +80,14 @@ def _datasource(files: Sequence[InputFile], options: ReadOptions, shard_size: in
             return tasks
 
     return RecordsDatasource()
+
+
+def batches_dataset(files: Sequence[InputFile], options: ReadOptions, shard_size: int, batch_size: int):
+    """The input as a Ray dataset of one pipeline batch per row and one row per block."""
+    import ray
+
+    ds = ray.data.read_datasource(_datasource(files, options, shard_size, batch_size))
+    return ds.repartition(target_num_rows_per_block=1)  # streaming: no shuffle, order kept
 
 
 class RayAnnotator:
@@ -168,8 +178,7 @@ def annotate_ray(
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        ds = ray.data.read_datasource(_datasource(files, read_options, shard_size, batch_size))
-        ds = ds.map_batches(
+        ds = batches_dataset(files, read_options, shard_size, batch_size).map_batches(
             RayAnnotator,
             fn_constructor_kwargs={
                 "model": model,
@@ -180,7 +189,7 @@ def annotate_ray(
                 "torch_threads": torch_threads or max(1, int(cpus_per_worker)),
                 "use_gpu": gpus_per_worker > 0,
             },
-            batch_size=None,  # the rows of a block: whole pipeline batches however Ray cuts blocks
+            batch_size=1,  # one row: one whole pipeline batch per call, however Ray cuts blocks
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cpus_per_worker,
