@@ -99,6 +99,20 @@ def test_every_command_dep_in_the_repository_exists():
         assert set(steps) <= set(names), f"workflow {workflow!r} names unknown commands"
 
 
+def test_weasel_reads_every_dep_and_output_as_written():
+    """confection joins two side-by-side list entries that are only a variable
+    ("${vars.a}", "${vars.b}") into one string "a, b": weasel then reports that
+    'a, b' is missing and the command never runs (benchmark-annotate did)."""
+    import srsly
+    from weasel.util import load_project_config
+
+    raw = {cmd["name"]: cmd for cmd in srsly.read_yaml(ROOT / "project.yml")["commands"]}
+    for cmd in load_project_config(ROOT)["commands"]:
+        for key in ("deps", "outputs"):
+            written, read = raw[cmd["name"]].get(key, []), cmd.get(key, [])
+            assert len(read) == len(written), f"command {cmd['name']!r}: {key} {written} are read as {read}"
+
+
 def test_readme_documents_the_project_as_it_is(tmp_path):
     """The README's commands/workflows/assets block is what `spacy project document`
     makes of project.yml now, and its vars table lists every var with its default."""

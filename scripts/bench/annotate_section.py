@@ -24,16 +24,16 @@ N_MACHINES = """\
 **On N machines, on paper.** What scales: documents are independent, so the annotation itself splits \
 across actors that never talk to each other. Ray Data reads the input with one read task per file (a \
 directory of many files spreads its reading over the cluster; one large file is read by one task) and \
-hands the actors blocks of whole `nlp.pipe` batches; each actor loads the pipeline once and keeps it for \
-every block it gets. On this machine 2 workers gave {ray_scaling} the words/s of one on {big}. \
+cuts the input into blocks of one whole `nlp.pipe` batch each, so an actor that finishes early takes the \
+next batch; each actor loads the pipeline once and keeps it for every batch it gets. On this machine 2 workers gave {ray_scaling} the words/s of one on {big}. \
 What does not scale: (1) start-up is a fixed cost per actor (a new process, torch and spaCy imported, the \
 pipeline loaded: {load} s for this pipeline in the driver), paid in parallel but never shortened by more \
 machines; {fits} \
 (2) There is one driver: it starts Ray ({ray_start} s here), lists the input files and plans the reads, \
 then receives every output row in input order and writes all the shards itself, so a cluster's words/s \
 can never exceed what one process decodes and writes (this run does not measure that ceiling). \
-(3) Small inputs: a file is the unit of reading and a batch the unit of work, so an input of fewer \
-blocks than actors leaves actors idle, and a short job is mostly the fixed cost. {projection}"""
+(3) Small inputs: a file is the unit of reading and a batch the unit of work, so an input of few \
+batches per actor leaves actors idle at the end, and a short job is mostly the fixed cost. {projection}"""
 
 
 def annotate_section(report: Mapping[str, Any]) -> str:
