@@ -2,6 +2,7 @@
 
 A published ``v1`` never changes; a changed architecture is added beside it as ``v2``.
 """
+from functools import partial
 from typing import List, Optional, Sequence, Union
 
 import numpy
@@ -12,6 +13,7 @@ from thinc.api import Model
 
 from .backbone import EMBEDDED_BACKBONE, FrozenBackbone
 from .models import PaddedScores, backbone_model, tagger_model
+from .segments import sentence_strided_spans
 
 
 @registry.architectures("spacy-posattn-ner.FrozenBackbone.v1")
@@ -26,10 +28,35 @@ def build_frozen_backbone(
     ``window``/``stride`` are in spaCy tokens (spacy-transformers' strided spans):
     overlapping windows give every token left and right context in long docs.
     """
-    if not 0 < stride <= window:
-        raise ValueError(f"FrozenBackbone: need 0 < stride <= window, got stride={stride}, window={window}")
+    _check_stride(window, stride)
     spans = configure_strided_spans(window, stride)
     return backbone_model(FrozenBackbone(name, spans, f"strided_spans:{window}:{stride}", batch_wordpieces))
+
+
+@registry.architectures("spacy-posattn-ner.FrozenBackbone.v2")
+def build_frozen_backbone_v2(
+    name: str = EMBEDDED_BACKBONE,
+    window: int = 128,
+    stride: int = 96,
+    batch_wordpieces: int = 8192,
+    sentence_windows: bool = True,
+) -> Model[List[Doc], List[numpy.ndarray]]:
+    """FrozenBackbone.v1 whose windows, with ``sentence_windows``, never cross a
+    sentence start where a doc's sentence starts are set: each sentence runs through
+    the backbone on its own (strided within it when it is longer than ``window``),
+    so a sentence that exits early stops its windows, and the backbone sees what
+    it sees in training on one-sentence docs. Docs without sentence starts get
+    v1's windows. The head still reads the whole doc."""
+    if not sentence_windows:
+        return build_frozen_backbone(name, window, stride, batch_wordpieces)
+    _check_stride(window, stride)
+    spans = partial(sentence_strided_spans, window=window, stride=stride)
+    return backbone_model(FrozenBackbone(name, spans, f"sentence_strided_spans:{window}:{stride}", batch_wordpieces))
+
+
+def _check_stride(window: int, stride: int) -> None:
+    if not 0 < stride <= window:
+        raise ValueError(f"FrozenBackbone: need 0 < stride <= window, got stride={stride}, window={window}")
 
 
 def _head_config(width, depth, n_heads, max_distance, lexical_rows, lexical_width, dropout) -> dict:

@@ -21,7 +21,6 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy
 import torch
-from spacy.attrs import SENT_START
 from spacy.tokens import Doc
 
 from .backbone import FrozenBackbone, TokenPooler, Window, resolve_precision
@@ -29,6 +28,7 @@ from .batching import length_chunks
 from .layers.exits import MultiExitHead, segment_confidence
 from .layers.head import PosAttnHead
 from .layers.lexical import lexical_ids_many
+from .segments import segment_starts
 
 # The heads run on length-sorted groups of docs of at most this many padded tokens,
 # so one long doc does not set the padding of a whole batch.
@@ -50,17 +50,12 @@ class TagScores:
 
 def segment_ids(docs: Sequence[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Each token's segment number (tokens of all docs end to end) and each segment's
-    doc, both int64: segments are sentences where a doc's sentence starts are set,
-    else whole docs."""
+    doc, both int64 (segments: ``spacy_posattn_ner.segments``)."""
     parts, owners, base = [], [], 0
     for i, doc in enumerate(docs):
         if not len(doc):
             continue
-        starts = numpy.zeros(len(doc), dtype=bool)
-        if doc.has_annotation("SENT_START"):
-            starts = doc.to_array(SENT_START) == 1
-        starts[0] = True
-        ids = numpy.cumsum(starts, dtype="int64") - 1 + base
+        ids = numpy.cumsum(segment_starts(doc), dtype="int64") - 1 + base
         owners.append(numpy.full(int(ids[-1]) + 1 - base, i, dtype="int64"))
         base = int(ids[-1]) + 1
         parts.append(ids)

@@ -26,6 +26,7 @@ from spacy.attrs import IDX, LENGTH, SPACY
 from spacy.tokens import Doc
 
 from .backbone import token_texts
+from .segments import segment_starts
 
 
 SLAB_ITEMS = 32 * 2**20  # float16 values per RAM slab (64 MiB)
@@ -46,7 +47,8 @@ class FeatureCacheFullError(RuntimeError):
 
 
 def doc_key(doc: Doc, fingerprint: str) -> str:
-    """Digest of the backbone fingerprint, the text and the token boundaries.
+    """Digest of the backbone fingerprint, the text, the token boundaries and the
+    sentence starts where they are set (sentence windows depend on them).
 
     The text enters as its tokens' strings plus their offsets, lengths and trailing
     spaces, which together spell it exactly (``doc.text`` would build a Token object
@@ -55,6 +57,9 @@ def doc_key(doc: Doc, fingerprint: str) -> str:
     h = hashlib.sha1(fingerprint.encode("utf8"))
     h.update("".join(token_texts(doc)).encode("utf8"))
     h.update(numpy.ascontiguousarray(doc.to_array([IDX, LENGTH, SPACY]), dtype="int64").tobytes())
+    if doc.has_annotation("SENT_START"):
+        h.update(b"sents")
+        h.update(segment_starts(doc).tobytes())
     return h.hexdigest()
 
 

@@ -149,24 +149,32 @@ def keep_torch_threads():
     torch.set_num_threads(n)
 
 
-def exit_config(backbone: str, exit_layers=None, threshold: float = 1.0) -> Dict:
-    """A small PosAttnTagger.v2 (exits after every layer of the tiny backbone by default)."""
+def exit_config(backbone: str, exit_layers=None, threshold: float = 1.0, sentence_windows: bool = False) -> Dict:
+    """A small PosAttnTagger.v2 (exits after every layer of the tiny backbone by default);
+    with ``sentence_windows``, on FrozenBackbone.v2's windows per sentence."""
+    windows = {"window": 24, "stride": 16}
+    if sentence_windows:
+        windows = {"@architectures": "spacy-posattn-ner.FrozenBackbone.v2", **windows, "sentence_windows": True}
+    else:
+        windows = {"@architectures": "spacy-posattn-ner.FrozenBackbone.v1", **windows}
     model = {
         "@architectures": "spacy-posattn-ner.PosAttnTagger.v2",
         **SMALL_HEAD,
         "exit_layers": exit_layers,
-        "backbone": {"@architectures": "spacy-posattn-ner.FrozenBackbone.v1", "name": backbone, "window": 24, "stride": 16},
+        "backbone": {"name": backbone, **windows},
     }
     return {"model": model, "exit_threshold": threshold}
 
 
-def trained_exit_nlp(backbone: str, n_iter: int = 40, precision: Optional[str] = "fp32") -> Language:
+def trained_exit_nlp(
+    backbone: str, n_iter: int = 40, precision: Optional[str] = "fp32", sentence_windows: bool = False
+) -> Language:
     """A small early-exit pipeline trained on the toy examples (one torch thread: a
     tiny model is much faster so on a busy machine), at ``precision`` if given."""
     import torch
 
     nlp = spacy.blank("en")
-    nlp.add_pipe("posattn_ner", config=exit_config(backbone))
+    nlp.add_pipe("posattn_ner", config=exit_config(backbone, sentence_windows=sentence_windows))
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

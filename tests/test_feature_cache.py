@@ -47,6 +47,17 @@ def test_keys_change_with_backbone_text_and_tokenization():
     assert doc_key(a, "fp1") != doc_key(retokenized, "fp1")
 
 
+def test_keys_change_with_sentence_starts():
+    """Sentence windows (FrozenBackbone.v2) give other features when the starts move."""
+    nlp = spacy.blank("en")
+    words = ["Rain", ".", "Snow", "."]
+    plain = Doc(nlp.vocab, words=words)
+    two = Doc(nlp.vocab, words=words, sent_starts=[True, False, True, False])
+    one = Doc(nlp.vocab, words=words, sent_starts=[True, False, False, False])
+    assert len({doc_key(plain, "fp"), doc_key(two, "fp"), doc_key(one, "fp")}) == 3
+    assert doc_key(two, "fp") == doc_key(Doc(nlp.vocab, words=words, sent_starts=[True, False, True, False]), "fp")
+
+
 def test_fingerprint_depends_on_weights_and_windows(tiny_backbone):
     fp = get_backbone(make_nlp(tiny_backbone).get_pipe("posattn_ner").model).fingerprint
     nlp2 = spacy.blank("en")
