@@ -1,4 +1,4 @@
-"""The project workflow end to end on a small limit: convert, train, evaluate, package."""
+"""The project workflow end to end on a small limit: convert, train, calibrate-exit, evaluate, package."""
 import json
 import shutil
 import subprocess
@@ -49,7 +49,7 @@ def test_evaluate_writes_overall_and_per_type_scores(project_run):
     assert 0.0 <= metrics["ents_f"] <= 1.0
 
 
-def test_package_installs_and_matches_model_best(project_run, tmp_path):
+def test_package_installs_and_is_model_calibrated(project_run, tmp_path):
     project, _ = project_run
     wheels = list((project / "packages").glob("*/dist/en_posattn_ner_gmb-*.whl"))
     assert len(wheels) == 1
@@ -63,17 +63,21 @@ def test_package_installs_and_matches_model_best(project_run, tmp_path):
         "import json, sys, spacy\n"
         "nlp = spacy.load('en_posattn_ner_gmb')\n"
         "texts = json.loads(sys.argv[1])\n"
-        "print(json.dumps([[(e.start, e.end, e.label_) for e in nlp(t).ents] for t in texts]))\n"
+        "ents = [[(e.start, e.end, e.label_) for e in nlp(t).ents] for t in texts]\n"
+        "print(json.dumps([ents, nlp.get_pipe('posattn_ner').exit_threshold]))\n"
     )
     env = {"PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-c", script, json.dumps(texts)], capture_output=True, text=True, env=env, check=True
     )
-    from_package = [[tuple(e) for e in doc] for doc in json.loads(out.stdout)]
-    best = spacy.load(project / "training" / "posattn_ner" / "model-best")
-    assert from_package == [ents_of(best(t)) for t in texts]
-    meta = json.loads((project / "training" / "posattn_ner" / "model-best" / "meta.json").read_text())
-    assert "posattn_ner" in meta["pipeline"]
+    ents, threshold = json.loads(out.stdout)
+    calibrated = spacy.load(project / "training" / "posattn_ner" / "model-calibrated")
+    assert [[tuple(e) for e in doc] for doc in ents] == [ents_of(calibrated(t)) for t in texts]
+    chosen = json.loads((project / "metrics" / "calibrate_exit.json").read_text())["chosen"]["threshold"]
+    assert threshold == chosen == calibrated.get_pipe("posattn_ner").exit_threshold
+    assert spacy.load(project / "training" / "posattn_ner" / "model-best").get_pipe("posattn_ner").exit_threshold == 1.0
+    meta = json.loads((project / "training" / "posattn_ner" / "model-calibrated" / "meta.json").read_text())
+    assert meta["pipeline"] == ["sentencizer", "posattn_ner"]
 
 
 def test_every_command_dep_in_the_repository_exists():
@@ -140,7 +144,7 @@ def test_readme_documents_the_project_as_it_is(tmp_path):
     assert documented == variables
 
 
-@pytest.mark.parametrize("name", ["posattn_ner", "posattn_ner_exit", "cnn_ner", "trf_ner"])
+@pytest.mark.parametrize("name", ["posattn_ner", "cnn_ner", "trf_ner"])
 def test_every_shipped_config_validates_and_builds_its_pipeline(name):
     config = spacy.util.load_config(ROOT / "configs" / f"{name}.cfg")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
