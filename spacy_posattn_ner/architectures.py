@@ -103,7 +103,8 @@ def build_posattn_exit_tagger(
     nO: Optional[int] = None,
 ) -> Model[List[Doc], PaddedScores]:
     """PosAttnTagger.v1 with early exit: one head per backbone layer in
-    ``exit_layers`` (1 = after the first transformer layer; None = every layer),
+    ``exit_layers`` (1 = after the first transformer layer, -1 = after the last;
+    None = every layer),
     each over the hidden states up to its layer, all trained jointly."""
     cfg = _head_config(width, depth, n_heads, max_distance, lexical_rows, lexical_width, dropout)
     cfg["exit_layers"] = None if exit_layers is None else list(exit_layers)

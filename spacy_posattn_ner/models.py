@@ -88,19 +88,22 @@ def drop_head(model: Model) -> None:
 
 
 def resolve_exit_layers(model: Model, n_layers: int) -> Optional[List[int]]:
-    """The exit layers of an exit model (None without early exit), checked against the backbone."""
+    """The exit layers of an exit model (None without early exit), checked against the
+    backbone. A negative number counts from the last layer (-1 = the last), so one
+    config fits backbones of any depth."""
     cfg = model.attrs["head_config"]
     if "exit_layers" not in cfg:
         return None
-    layers = cfg["exit_layers"]
-    if layers is None:
+    given = cfg["exit_layers"]
+    if given is None:
         return list(range(1, n_layers))
-    if not layers or sorted(set(layers)) != list(layers) or layers[0] < 1 or layers[-1] > n_layers - 1:
+    layers = [k + n_layers if k < 0 else k for k in given]
+    if not layers or sorted(set(layers)) != layers or layers[0] < 1 or layers[-1] > n_layers - 1:
         raise ValueError(
-            f"exit_layers {layers}: need increasing layer numbers between 1 and {n_layers - 1} "
-            f"(the backbone has {n_layers - 1} layers)"
+            f"exit_layers {given}: need increasing layer numbers between 1 and {n_layers - 1} "
+            f"(the backbone has {n_layers - 1} layers; -1 is the last)"
         )
-    return list(layers)
+    return layers
 
 
 def _per_exit(cfg: Dict[str, Any], exit_layers: List[int]) -> List[Dict[str, int]]:

@@ -103,6 +103,18 @@ def test_bad_threshold_and_exit_layers_are_rejected(exit_nlp, tiny_backbone):
     nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone, exit_layers=[1, 5]))
     with pytest.raises(ValueError, match=r"exit_layers \[1, 5\].*between 1 and 2"):
         nlp.initialize(lambda: toy_examples(nlp))
+    for bad in ([1, -1, 2], [-3]):  # -1 is layer 2 here: not increasing; -3 is the embeddings
+        nlp = spacy.blank("en")
+        nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone, exit_layers=bad))
+        with pytest.raises(ValueError, match=r"exit_layers.*-1 is the last"):
+            nlp.initialize(lambda: toy_examples(nlp))
+
+
+def test_negative_exit_layers_count_from_the_last(tiny_backbone):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=exit_config(tiny_backbone, exit_layers=[1, -1]))
+    nlp.initialize(lambda: toy_examples(nlp))
+    assert nlp.get_pipe("posattn_ner").exit_layers == [1, 2]  # the tiny backbone has 2 layers
 
 
 def test_threshold_round_trips_and_overrides_at_load(exit_nlp, tmp_path):
