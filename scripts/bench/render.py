@@ -74,8 +74,9 @@ def context(metrics: Mapping[str, Any]) -> Dict[str, Any]:
         "per_type": per_type_table(metrics["posattn_ner"]),
         "confidence": confidence(metrics),
     }
-    if "exit_sentences/benchmark_exit" in metrics:
-        ctx["sections"]["exit_sentences"] = exit_sentences_sections(metrics)
+    for folder in ("exit_sentences", "sentence_windows"):
+        if f"{folder}/benchmark_exit" in metrics:
+            ctx["sections"][folder] = model_sections(metrics, folder)
     if "engine_before_after" in metrics:
         ctx["sections"]["engine_before_after"] = before_after_section(metrics["engine_before_after"])
     if "benchmark_annotate" in metrics:
@@ -103,16 +104,22 @@ def plot_all(metrics: Mapping[str, Any], metrics_dir: Path) -> List[Path]:
     return drawn
 
 
-def exit_sentences_sections(metrics: Mapping[str, Any]) -> Dict[str, str]:
-    """The reports of the multi-sentence exit model (metrics/exit_sentences/), as
-    sub-sections: the exit curve, speed on its docs and speed on single sentences."""
+def model_sections(metrics: Mapping[str, Any], folder: str) -> Dict[str, str]:
+    """The reports of one model kept in a sub-folder of metrics/ (so that the earlier
+    model's reports stay as they were), as sub-sections: each exit curve, speed on
+    its docs and on single sentences, where present."""
     def sub(text: str) -> str:
         return text.replace("\n## ", "\n### ").replace("## ", "### ", 1)
 
-    out = {"exit": sub(exit_section(metrics["exit_sentences/benchmark_exit"])),
-           "speed": sub(speed_section(metrics["exit_sentences/benchmark_speed"]))}  # fmt: skip
-    if "exit_sentences/benchmark_speed_sentences" in metrics:
-        out["speed_sentences"] = sub(speed_section(metrics["exit_sentences/benchmark_speed_sentences"]))
+    out: Dict[str, str] = {}
+    for key, value in metrics.items():
+        parent, _, name = key.rpartition("/")
+        if parent != folder:
+            continue
+        if name.startswith("benchmark_exit"):
+            out[name.replace("benchmark_", "", 1)] = sub(exit_section(value))
+        elif name.startswith("benchmark_speed"):
+            out[name.replace("benchmark_", "", 1)] = sub(speed_section(value))
     return out
 
 
