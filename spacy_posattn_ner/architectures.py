@@ -41,17 +41,19 @@ def build_frozen_backbone_v2(
     batch_wordpieces: int = 8192,
     sentence_windows: bool = True,
 ) -> Model[List[Doc], List[numpy.ndarray]]:
-    """FrozenBackbone.v1 whose windows, with ``sentence_windows``, never cross a
-    sentence start where a doc's sentence starts are set: each sentence runs through
-    the backbone on its own (strided within it when it is longer than ``window``),
-    so a sentence that exits early stops its windows, and the backbone sees what
-    it sees in training on one-sentence docs. Docs without sentence starts get
-    v1's windows. The head still reads the whole doc."""
+    """FrozenBackbone.v1 that, with ``sentence_windows``, tags each sentence on its own
+    where a doc's sentence starts are set: its windows never cross a sentence start
+    (strided within a sentence longer than ``window``) and the heads read one sentence
+    at a time, in training and inference alike. A doc's answer is then exactly its
+    sentences' answers as docs of their own (what a model trained on one-sentence
+    docs was trained on), and a sentence that exits early stops its windows and its
+    heads. Docs without sentence starts are one segment, with v1's windows."""
     if not sentence_windows:
         return build_frozen_backbone(name, window, stride, batch_wordpieces)
     _check_stride(window, stride)
     spans = partial(sentence_strided_spans, window=window, stride=stride)
-    return backbone_model(FrozenBackbone(name, spans, f"sentence_strided_spans:{window}:{stride}", batch_wordpieces))
+    spec = f"sentence_strided_spans:{window}:{stride}"
+    return backbone_model(FrozenBackbone(name, spans, spec, batch_wordpieces, per_sentence=True))
 
 
 def _check_stride(window: int, stride: int) -> None:

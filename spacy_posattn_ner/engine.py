@@ -11,6 +11,10 @@ computed for it; while its doc goes on, its last states stand in for it in the
 deeper layers (Li et al. 2021 copy exited states up), so the deeper heads still see
 the finished tokens as context. Training runs every exit on every token.
 
+With ``per_sentence`` (FrozenBackbone.v2's sentence windows) the heads read one
+sentence at a time, as the backbone does: a finished sentence stops its heads and
+its windows, nothing is carried, and a doc's answer is its sentences' answers.
+
 Nothing depends on the other docs of a batch: a doc's answer is the same in any batch.
 From wordpiece ids to log-probs, tensors stay on the backbone's device: pooling,
 the layer mix, the heads and the bookkeeping of who left where. The only transfer
@@ -24,7 +28,7 @@ import torch
 from spacy.tokens import Doc
 
 from .backbone import FrozenBackbone, TokenPooler, Window, resolve_precision
-from .batching import length_chunks
+from .batching import length_chunks, run_starts
 from .layers.exits import MultiExitHead, segment_confidence
 from .layers.head import PosAttnHead
 from .layers.lexical import lexical_ids_many
@@ -97,6 +101,11 @@ class _Segments:
     active: torch.Tensor  # (n_segments,) bool
     exit_layer: torch.Tensor  # (n_segments,) long, -1 until the segment leaves
 
+    def first_and_length(self) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """Each segment's first token (tokens of all docs end to end) and length."""
+        length = numpy.bincount(self.of_token_host, minlength=len(self.doc)).astype("int64")
+        return run_starts(length), length
+
 
 def tag_scores(
     backbone: FrozenBackbone,
@@ -134,6 +143,11 @@ def tag_scores(
     active = numpy.flatnonzero(lengths > 0)
     if not len(active):
         return out
+    per_sentence = getattr(backbone, "per_sentence", False)
+    seg_first, seg_length = segments.first_and_length()
+    # rows the heads read: whole docs (context across sentences), or one sentence each
+    rows = (seg_first, seg_length) if per_sentence else (offsets[active], lengths[active])
+    flat = torch.zeros((int(offsets[-1]), n_tags), device=device)  # each token's answer
     with torch.inference_mode():
         lex = torch.from_numpy(lexical_ids_many(docs, lexical_rows)).to(device)
         windows = backbone.windows(docs)
@@ -152,32 +166,40 @@ def tag_scores(
                         pooler.add(b.plan, b.runner.next_layer(), layer)
             computed = layers[j] + 1
             last = j == to_try[-1]
-            going_on = _apply_exit(out, segments, heads[j], layers[j], active, lengths, offsets, lex, pooler, threshold, last, autocast, token_budget)
+            going_on = _apply_exit(flat, segments, heads[j], layers[j], rows, lex, pooler, threshold, last, autocast, token_budget)
             if not going_on.any():
                 break
             active = numpy.unique(segments.doc[going_on])
-            _drop_finished(batches, going_on, segments.of_token_host, offsets, set(active.tolist()), pooler)
+            if per_sentence:
+                rows = (seg_first[going_on], seg_length[going_on])
+            else:
+                rows = (offsets[active], lengths[active])
+            context = set() if per_sentence else set(active.tolist())  # whose finished windows carry on
+            _drop_finished(batches, going_on, segments.of_token_host, offsets, context, pooler)
+        doc_of = numpy.repeat(numpy.arange(len(docs)), lengths)
+        position = numpy.arange(int(offsets[-1])) - numpy.repeat(offsets[:-1], lengths)
+        out.log_probs[torch.from_numpy(doc_of).to(device), torch.from_numpy(position).to(device)] = flat
         owner = torch.from_numpy(out.segment_doc).to(device)
         out.exit_layer.scatter_reduce_(0, owner, segments.exit_layer, reduce="amax")
     return out
 
 
 def _apply_exit(
-    out: TagScores, segments: _Segments, head: PosAttnHead, layer: int, active: numpy.ndarray,
-    lengths: numpy.ndarray, offsets: numpy.ndarray, lex: torch.Tensor, pooler: TokenPooler, threshold: float,
-    last: bool, autocast: bool, token_budget: int,
+    flat: torch.Tensor, segments: _Segments, head: PosAttnHead, layer: int, rows: Tuple[numpy.ndarray, numpy.ndarray],
+    lex: torch.Tensor, pooler: TokenPooler, threshold: float, last: bool, autocast: bool, token_budget: int,
 ) -> numpy.ndarray:
-    """Score the ``active`` docs (whole, for context) with one exit's head; write the
-    answers of the segments that finish here into ``out``; return which segments go
-    on (host bools)."""
-    device = out.log_probs.device
+    """Score the ``rows`` (first token, length: whole docs for context, or sentences)
+    with one exit's head; write the answers of the segments that finish here into
+    ``flat`` (one row per token); return which segments go on (host bools)."""
+    device = flat.device
     weights = head.mix.weights()  # its length is the number of layers it mixes
     n_segments = len(segments.doc)
-    for chunk in length_chunks(lengths[active], token_budget):
-        docs = active[chunk]
-        T = int(lengths[docs].max())
-        mask = numpy.arange(T)[None, :] < lengths[docs][:, None]
-        index = torch.from_numpy(numpy.where(mask, offsets[docs][:, None] + numpy.arange(T)[None, :], 0)).to(device)
+    row_first, row_length = rows
+    for chunk in length_chunks(row_length, token_budget):
+        first, length = row_first[chunk], row_length[chunk]
+        T = int(length.max())
+        mask = numpy.arange(T)[None, :] < length[:, None]
+        index = torch.from_numpy(numpy.where(mask, first[:, None] + numpy.arange(T)[None, :], 0)).to(device)
         mask_t = torch.from_numpy(mask).to(device)
         mixed = pooler.gather_mixed(index, weights)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -187,11 +209,11 @@ def _apply_exit(
         finish = segments.active.clone()
         if not last:
             finish &= segment_confidence(log_probs, mask_t, seg, n_segments) >= threshold
-        finish_tok = finish[seg] & mask_t
-        rows = torch.from_numpy(docs).to(device)
-        out.log_probs[rows, :T] = torch.where(finish_tok[:, :, None], log_probs, out.log_probs[rows, :T])
-        # segments of this chunk's docs that finish here (the others are not in it: finish
-        # is only true for active segments, and those are all in the active docs' chunks)
+        tokens = index[mask_t]
+        finish_tok = finish[seg[mask_t]]
+        flat[tokens] = torch.where(finish_tok[:, None], log_probs[mask_t], flat[tokens])
+        # segments of this chunk's rows that finish here (the others are not in it: finish
+        # is only true for active segments, and those are all in the active rows' chunks)
         in_chunk = torch.zeros(n_segments, dtype=torch.bool, device=device)
         in_chunk[seg[mask_t]] = True
         now = finish & in_chunk
@@ -202,17 +224,18 @@ def _apply_exit(
 
 def _drop_finished(
     batches: List[_Batch], going_on: numpy.ndarray, seg_of_token: numpy.ndarray, offsets: numpy.ndarray,
-    docs_going_on: set, pooler: TokenPooler,
+    carry_docs: set, pooler: TokenPooler,
 ) -> None:
     """Remove the windows whose tokens all finished from the backbone batches; those
-    whose doc goes on carry their last states into the deeper layers."""
+    of ``carry_docs`` (docs that go on and whose heads read the whole doc) carry their
+    last states into the deeper layers."""
     for b in batches:
         keep, carry = [], []
         for r, win in enumerate(b.windows):
             tokens = offsets[win.doc_index] + win.token_index[win.token_index >= 0]
             if going_on[seg_of_token[tokens]].any():
                 keep.append(r)
-            elif win.doc_index in docs_going_on:
+            elif win.doc_index in carry_docs:
                 carry.append(r)
         if len(keep) < len(b.windows):
             if carry:

@@ -21,6 +21,7 @@ from .engine import TagScores, tag_scores
 from .layers.exits import MultiExitHead
 from .layers.head import PosAttnHead
 from .layers.lexical import lexical_ids_many
+from .segments import segment_bounds
 
 # training output: (scores (n_docs, longest, n_tags), or (n_exits, ...) with exits; lengths)
 PaddedScores = Tuple[Floats3d, Ints1d]
@@ -175,7 +176,9 @@ def predict_tag_scores(model: Model, docs: Sequence[Doc]) -> TagScores:
 
 
 def _train_forward(model: Model, docs: List[Doc]):
-    """Every exit's scores on the training features, with a backprop to the head."""
+    """Every exit's scores on the training features, with a backprop to the head.
+    The heads read what they read at inference: whole docs, or with a per-sentence
+    backbone each sentence on its own."""
     n_tags = model.get_dim("nO")
     lengths = numpy.asarray([len(doc) for doc in docs], dtype="int32")
     longest = int(lengths.max()) if len(docs) else 0
@@ -184,28 +187,45 @@ def _train_forward(model: Model, docs: List[Doc]):
         return (model.ops.alloc3f(len(docs), longest, n_tags), lengths), lambda d_scores: []
     docs_in = [docs[i] for i in nonempty]
     feats, _ = model.get_ref("backbone")(docs_in, is_train=True)
-    rows = model.attrs["head_config"]["lexical_rows"]
-    lex_all = lexical_ids_many(docs_in, rows)
+    lex_all = lexical_ids_many(docs_in, model.attrs["head_config"]["lexical_rows"])
     starts = numpy.concatenate([[0], numpy.cumsum(lengths[nonempty])])
-    lex = [lex_all[starts[k] : starts[k + 1]] for k in range(len(docs_in))]
+    rows = head_rows(docs_in, get_backbone(model).per_sentence)  # (doc k, first, end) within docs_in
+    row_len = numpy.asarray([end - first for _, first, end in rows], dtype="int64")
     head = model.get_ref("head")
     full = None
     callbacks = []
-    for chunk in length_chunks(lengths[nonempty], TRAIN_TOKEN_BUDGET):
-        scores, backprop_chunk = head(([feats[k] for k in chunk], [lex[k] for k in chunk]), True)
+    for chunk in length_chunks(row_len, TRAIN_TOKEN_BUDGET):
+        spans = [rows[r] for r in chunk]
+        inputs = ([feats[k][:, a:b] for k, a, b in spans], [lex_all[starts[k] + a : starts[k] + b] for k, a, b in spans])
+        scores, backprop_chunk = head(inputs, True)
         if full is None:  # no exits: (n_docs, T, n_tags); exits: (n_exits, n_docs, T, n_tags)
             full = model.ops.alloc(scores.shape[:-3] + (len(docs), longest, n_tags), dtype="f")
-        targets = [nonempty[k] for k in chunk]
-        full[..., targets, : scores.shape[-2], :] = scores
-        callbacks.append((targets, scores.shape[-2], backprop_chunk))
+        for i, (k, a, b) in enumerate(spans):
+            full[..., nonempty[k], a:b, :] = scores[..., i, : b - a, :]
+        callbacks.append(([(nonempty[k], a, b) for k, a, b in spans], scores.shape, backprop_chunk))
 
     def backprop(d_scores: Floats3d) -> List:
         # each chunk's gradients accumulate in the head's parameters until finish_update
-        for targets, length, backprop_chunk in callbacks:
-            backprop_chunk(model.ops.xp.ascontiguousarray(d_scores[..., targets, :length, :]))
+        for spans, shape, backprop_chunk in callbacks:
+            d_chunk = model.ops.alloc(shape, dtype="f")
+            for i, (doc, a, b) in enumerate(spans):
+                d_chunk[..., i, : b - a, :] = d_scores[..., doc, a:b, :]
+            backprop_chunk(d_chunk)
         return []
 
     return (full, lengths), backprop
+
+
+def head_rows(docs: Sequence[Doc], per_sentence: bool) -> List[Tuple[int, int, int]]:
+    """The (doc, first token, end token) runs the heads read: each non-empty doc
+    whole, or each of its segments (``segments.segment_bounds``)."""
+    if not per_sentence:
+        return [(k, 0, len(doc)) for k, doc in enumerate(docs) if len(doc)]
+    out = []
+    for k, doc in enumerate(docs):
+        bounds = segment_bounds(doc)
+        out.extend((k, a, b) for a, b in zip(bounds[:-1], bounds[1:]))
+    return out
 
 
 def pad_features(

@@ -16,7 +16,7 @@ import numpy
 import srsly
 import torch
 from spacy import util
-from spacy.attrs import IS_SPACE, SENT_START
+from spacy.attrs import IS_SPACE
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
@@ -31,6 +31,7 @@ from .gold import gold_tag_ids
 from .layers.decoding import best_paths, entity_bounds, make_tags, transition_masks
 from .layers.marginals import Lattice
 from .models import PaddedScores, drop_head, ensure_head, get_backbone, get_head, has_head
+from .segments import segment_starts
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -458,8 +459,7 @@ class PosAttnNER(TrainablePipe):
         for i, doc in enumerate(docs):
             if len(doc):
                 space[i, : len(doc)] = doc.to_array(IS_SPACE).astype(bool)
-                if doc.has_annotation("SENT_START"):
-                    start[i, 1 : len(doc)] = doc.to_array(SENT_START)[1:] == 1
+                start[i, 1 : len(doc)] = segment_starts(doc)[1:]
         prefix = numpy.asarray([t.split("-")[0] for t in self.tags])
         edge, inside = numpy.isin(prefix, ("B", "L", "U")), numpy.isin(prefix, ("I", "L"))
         banned = (space[:, :, None] & edge[None, None, :]) | (start[:, :, None] & inside[None, None, :])

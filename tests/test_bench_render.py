@@ -121,3 +121,27 @@ def test_confidence_plots_are_pngs(fixtures, tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
     without = {k: v for k, v in fixtures.items() if k != "benchmark_confidence"}
     assert [p.name for p in plot_all(without, tmp_path / "only-exit")] == names[:1]
+
+
+def test_targets_table_gives_each_verdict_from_the_reports(fixtures):
+    """The #16 targets table: each verdict follows the figure it names, so a better
+    report turns "not met" into "met" without editing any text."""
+    from scripts.bench.targets_section import targets_section
+
+    exit_report = copy.deepcopy(fixtures["benchmark_exit"])
+    speed = copy.deepcopy(fixtures["benchmark_speed"])
+    reports = {"benchmark_exit": exit_report, "benchmark_exit_docs8": copy.deepcopy(exit_report),
+               "benchmark_speed": speed, "benchmark_speed_docs8": copy.deepcopy(speed),
+               "workflow_all": {"wall_seconds": 1500.0}}  # fmt: skip
+    assert targets_section({k: v for k, v in reports.items() if k != "workflow_all"}) is None  # not all there yet
+    text = targets_section(reports)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 8
+    assert lines[-1].endswith("| 25 min 0 s | **not met** |")
+    reports["workflow_all"]["wall_seconds"] = 1100.0
+    for row in reports["benchmark_exit"]["rows"]:
+        row["ents_f"] = 0.86  # every threshold, so full depth and calibrated both pass
+    text = targets_section(reports)
+    one_sentence = [line for line in text.splitlines() if "(one-sentence docs)" in line and "F1" in line]
+    assert len(one_sentence) == 2 and all(line.endswith("| 0.8600 | met |") for line in one_sentence)
+    assert text.splitlines()[-1].endswith("| 18 min 20 s | met |")

@@ -193,7 +193,7 @@ def test_exit_heads_run_at_the_backbones_resolved_precision(exit_nlp, monkeypatc
     original = engine._apply_exit
 
     def spy(*args, **kwargs):
-        seen.append(args[11])  # autocast
+        seen.append(args[9])  # autocast
         return original(*args, **kwargs)
 
     monkeypatch.setattr(engine, "_apply_exit", spy)

@@ -100,3 +100,50 @@ def test_a_sentence_that_leaves_stops_its_own_windows(sentence_exit_nlp, monkeyp
     # layers 0 and 1 (embeddings, first transformer layer) run all three sentences,
     # layer 2 only the one that went on: its window alone
     assert rows_per_layer == [3, 3, 1]  # v1's one window over the doc would run [1, 1, 1]
+
+
+@pytest.mark.parametrize("threshold", ["none", "some", "all"])
+def test_a_doc_is_tagged_exactly_as_its_sentences_alone(sentence_exit_nlp, threshold):
+    """Backbone and heads read one sentence at a time: a doc's log-probs and exit
+    layers are its sentences' as docs of their own, whoever exits where."""
+    ner = sentence_exit_nlp.get_pipe("posattn_ner")
+    sents = SENTS + SENTS[:2]
+    doc = sentenced(sentence_exit_nlp.vocab, sents)
+    ner.exit_threshold = 0.0
+    first = ner.model.predict([doc])
+    top = first.log_probs[0, : len(doc)].max(dim=-1).values.exp().numpy()
+    bounds = segment_bounds(doc)
+    conf = sorted(top[a:b].min() for a, b in zip(bounds[:-1], bounds[1:]))
+    ner.exit_threshold = {"none": 1.0, "some": float(conf[len(conf) // 2]), "all": 0.0}[threshold]
+    together = ner.model.predict([doc])
+    alone = ner.model.predict([Doc(sentence_exit_nlp.vocab, words=words) for words in sents])
+    assert together.segment_exit_layer.tolist() == alone.exit_layer.tolist()
+    if threshold == "some":
+        assert len(set(together.segment_exit_layer.tolist())) == 2
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        numpy.testing.assert_allclose(together.log_probs[0, a:b].numpy(), alone.log_probs[k, : b - a].numpy(), atol=1e-4)
+    tagged = sentence_exit_nlp(sentenced(sentence_exit_nlp.vocab, sents))
+    per_sentence = [sentence_exit_nlp(Doc(sentence_exit_nlp.vocab, words=words)) for words in sents]
+    shifted = [(e.start + bounds[k], e.end + bounds[k], e.label_) for k, d in enumerate(per_sentence) for e in d.ents]
+    assert [(e.start, e.end, e.label_) for e in tagged.ents] == shifted
+
+
+def test_training_reads_each_sentence_on_its_own(tiny_backbone):
+    """The training forward gives a sentence in a doc the scores it gives the
+    sentence alone (no dropout here), and its backprop runs on those rows."""
+    from .conftest import toy_examples
+
+    nlp = spacy.blank("en")
+    config = exit_config(tiny_backbone, sentence_windows=True)
+    config["model"]["dropout"] = 0.0
+    nlp.add_pipe("posattn_ner", config=config)
+    nlp.initialize(lambda: toy_examples(nlp))
+    model = nlp.get_pipe("posattn_ner").model
+    doc = sentenced(nlp.vocab, SENTS[:3])
+    (scores, lengths), backprop = model([doc], is_train=True)
+    bounds = segment_bounds(doc)
+    for k, words in enumerate(SENTS[:3]):
+        (alone, _), _ = model([Doc(nlp.vocab, words=words)], is_train=True)
+        a, b = bounds[k], bounds[k + 1]
+        numpy.testing.assert_allclose(scores[..., 0, a:b, :], alone[..., 0, :, :], atol=1e-3)
+    assert backprop(numpy.ones_like(scores)) == []

@@ -51,10 +51,15 @@ class FrozenBackbone:
     except ``cache`` (a training device set by the component).
     """
 
-    def __init__(self, name: str, span_getter: SpanGetter, window_spec: str, batch_wordpieces: int = 8192):
+    def __init__(
+        self, name: str, span_getter: SpanGetter, window_spec: str, batch_wordpieces: int = 8192, per_sentence: bool = False
+    ):
         self.name = name
         self.span_getter = span_getter
         self.window_spec = window_spec
+        # each sentence (segment) is tagged on its own, backbone and heads alike, so a
+        # doc's answer is its sentences' answers (FrozenBackbone.v2's sentence windows)
+        self.per_sentence = per_sentence
         self.batch_wordpieces = batch_wordpieces
         self.cache = None  # a FeatureCache for training features (runtime only, never saved)
         self._lock = threading.RLock()
