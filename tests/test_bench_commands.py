@@ -121,11 +121,11 @@ def test_benchmark_speed_runs_spacys_own_harness_in_a_child(model_dir, toy_corpu
 
 @pytest.fixture(scope="module")
 def ours_config(tiny_backbone, tmp_path_factory):
-    """configs/posattn_ner.cfg on the tiny backbone with a tiny head."""
+    """configs/posattn_ner.cfg on the tiny backbone with tiny heads."""
     from .conftest import ROOT
 
     config = load_config(ROOT / "configs" / "posattn_ner.cfg", interpolate=False)
-    config["components"]["posattn_ner"]["model"].update(SMALL_HEAD)
+    config["components"]["posattn_ner"]["model"].update(SMALL_HEAD, exit_layers=[1, -1])  # the tiny backbone has 2 layers
     config["components"]["posattn_ner"]["model"]["backbone"]["name"] = tiny_backbone
     path = tmp_path_factory.mktemp("configs") / "ours.cfg"
     config.to_disk(path)
