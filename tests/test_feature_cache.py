@@ -127,7 +127,9 @@ def test_spacy_train_runs_backbone_once_per_distinct_doc(tiny_backbone, tmp_path
         "training.logger.progress_bar": False,
         "components.posattn_ner.model.backbone.name": tiny_backbone,
         "components.posattn_ner.model.width": 32,
+        "components.posattn_ner.model.depth": 1,
         "components.posattn_ner.model.n_heads": 2,
+        "components.posattn_ner.model.exit_layers": [1, -1],  # the tiny backbone has 2 layers
     }
     config = spacy.util.load_config(ROOT / "configs" / "posattn_ner.cfg", overrides=overrides)
     nlp = init_nlp(config)
