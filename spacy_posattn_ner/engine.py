@@ -28,11 +28,11 @@ import torch
 from spacy.tokens import Doc
 
 from .backbone import FrozenBackbone, TokenPooler, Window, resolve_precision
-from .batching import length_chunks, run_starts
+from .batching import length_chunks
 from .layers.exits import MultiExitHead, segment_confidence
 from .layers.head import PosAttnHead
 from .layers.lexical import lexical_ids_many
-from .segments import segment_starts
+from .segments import head_rows, segment_starts
 
 # The heads run on length-sorted groups of docs of at most this many padded tokens,
 # so one long doc does not set the padding of a whole batch.
@@ -101,11 +101,6 @@ class _Segments:
     active: torch.Tensor  # (n_segments,) bool
     exit_layer: torch.Tensor  # (n_segments,) long, -1 until the segment leaves
 
-    def first_and_length(self) -> Tuple[numpy.ndarray, numpy.ndarray]:
-        """Each segment's first token (tokens of all docs end to end) and length."""
-        length = numpy.bincount(self.of_token_host, minlength=len(self.doc)).astype("int64")
-        return run_starts(length), length
-
 
 def tag_scores(
     backbone: FrozenBackbone,
@@ -143,10 +138,10 @@ def tag_scores(
     active = numpy.flatnonzero(lengths > 0)
     if not len(active):
         return out
-    per_sentence = getattr(backbone, "per_sentence", False)
-    seg_first, seg_length = segments.first_and_length()
-    # rows the heads read: whole docs (context across sentences), or one sentence each
-    rows = (seg_first, seg_length) if per_sentence else (offsets[active], lengths[active])
+    per_sentence = backbone.per_sentence
+    all_rows = head_rows(docs, per_sentence)  # whole docs (context across sentences), or one sentence each
+    row_first, row_length = offsets[all_rows[:, 0]] + all_rows[:, 1], all_rows[:, 2] - all_rows[:, 1]
+    rows = (row_first, row_length)
     flat = torch.zeros((int(offsets[-1]), n_tags), device=device)  # each token's answer
     with torch.inference_mode():
         lex = torch.from_numpy(lexical_ids_many(docs, lexical_rows)).to(device)
@@ -170,10 +165,9 @@ def tag_scores(
             if not going_on.any():
                 break
             active = numpy.unique(segments.doc[going_on])
-            if per_sentence:
-                rows = (seg_first[going_on], seg_length[going_on])
-            else:
-                rows = (offsets[active], lengths[active])
+            # sentence rows are the segments; a whole-doc row goes on with its doc
+            keep = going_on if per_sentence else numpy.isin(all_rows[:, 0], active)
+            rows = (row_first[keep], row_length[keep])
             context = set() if per_sentence else set(active.tolist())  # whose finished windows carry on
             _drop_finished(batches, going_on, segments.of_token_host, offsets, context, pooler)
         doc_of = numpy.repeat(numpy.arange(len(docs)), lengths)

@@ -21,7 +21,7 @@ from .engine import TagScores, tag_scores
 from .layers.exits import MultiExitHead
 from .layers.head import PosAttnHead
 from .layers.lexical import lexical_ids_many
-from .segments import segment_bounds
+from .segments import head_rows
 
 # training output: (scores (n_docs, longest, n_tags), or (n_exits, ...) with exits; lengths)
 PaddedScores = Tuple[Floats3d, Ints1d]
@@ -190,12 +190,11 @@ def _train_forward(model: Model, docs: List[Doc]):
     lex_all = lexical_ids_many(docs_in, model.attrs["head_config"]["lexical_rows"])
     starts = numpy.concatenate([[0], numpy.cumsum(lengths[nonempty])])
     rows = head_rows(docs_in, get_backbone(model).per_sentence)  # (doc k, first, end) within docs_in
-    row_len = numpy.asarray([end - first for _, first, end in rows], dtype="int64")
     head = model.get_ref("head")
     full = None
     callbacks = []
-    for chunk in length_chunks(row_len, TRAIN_TOKEN_BUDGET):
-        spans = [rows[r] for r in chunk]
+    for chunk in length_chunks(rows[:, 2] - rows[:, 1], TRAIN_TOKEN_BUDGET):
+        spans = rows[chunk].tolist()
         inputs = ([feats[k][:, a:b] for k, a, b in spans], [lex_all[starts[k] + a : starts[k] + b] for k, a, b in spans])
         scores, backprop_chunk = head(inputs, True)
         if full is None:  # no exits: (n_docs, T, n_tags); exits: (n_exits, n_docs, T, n_tags)
@@ -214,18 +213,6 @@ def _train_forward(model: Model, docs: List[Doc]):
         return []
 
     return (full, lengths), backprop
-
-
-def head_rows(docs: Sequence[Doc], per_sentence: bool) -> List[Tuple[int, int, int]]:
-    """The (doc, first token, end token) runs the heads read: each non-empty doc
-    whole, or each of its segments (``segments.segment_bounds``)."""
-    if not per_sentence:
-        return [(k, 0, len(doc)) for k, doc in enumerate(docs) if len(doc)]
-    out = []
-    for k, doc in enumerate(docs):
-        bounds = segment_bounds(doc)
-        out.extend((k, a, b) for a, b in zip(bounds[:-1], bounds[1:]))
-    return out
 
 
 def pad_features(

@@ -11,11 +11,10 @@ from spacy.tokens import Doc
 
 def segment_starts(doc: Doc) -> numpy.ndarray:
     """Bool per token: does a segment start here (the first token always does)."""
-    starts = numpy.zeros(len(doc), dtype=bool)
-    if len(doc) and doc.has_annotation("SENT_START"):
-        starts = doc.to_array(SENT_START) == 1
-    if len(doc):
-        starts[0] = True
+    if not len(doc):
+        return numpy.zeros(0, dtype=bool)
+    starts = doc.to_array(SENT_START) == 1 if doc.has_annotation("SENT_START") else numpy.zeros(len(doc), dtype=bool)
+    starts[0] = True
     return starts
 
 
@@ -25,6 +24,18 @@ def segment_bounds(doc: Doc) -> List[int]:
     if not len(doc):
         return []
     return numpy.flatnonzero(segment_starts(doc)).tolist() + [len(doc)]
+
+
+def head_rows(docs: Sequence[Doc], per_sentence: bool) -> numpy.ndarray:
+    """The runs of tokens the heads read, as int64 rows (doc, first token, end token):
+    each non-empty doc whole, or (``per_sentence``) each of its segments, in doc and
+    then token order, so that row i is segment i. Training and inference both read
+    these."""
+    rows = []
+    for k, doc in enumerate(docs):
+        bounds = segment_bounds(doc) if per_sentence else ([0, len(doc)] if len(doc) else [])
+        rows.extend((k, a, b) for a, b in zip(bounds[:-1], bounds[1:]))
+    return numpy.asarray(rows, dtype="int64").reshape(-1, 3)
 
 
 def strided_ranges(start: int, end: int, window: int, stride: int) -> List[range]:
