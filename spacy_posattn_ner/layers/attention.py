@@ -7,6 +7,8 @@ independently of content: the light, position-aware module of Sun et al. (2025).
 import torch
 from torch import nn
 
+from .dropout import FastDropout
+
 
 class RelativePositionBias(nn.Module):
     """A learned bias per head and clipped relative distance."""
@@ -32,17 +34,19 @@ class PositionalAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.out = nn.Linear(width, width)
         self.position = RelativePositionBias(n_heads, max_distance)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, W = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, W // self.n_heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
         bias = self.position(T)[None] + (~mask)[:, None, None, :] * torch.finfo(x.dtype).min
-        attn = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype),
-            dropout_p=self.dropout.p if self.training else 0.0,
-        )
+        bias = bias.to(q.dtype)
+        if self.training and self.dropout.p > 0:  # dropout on the attention weights, with a cheap mask
+            weights = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + bias, dim=-1)
+            attn = self.dropout(weights) @ v
+        else:
+            attn = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.out(attn.transpose(1, 2).reshape(B, T, W))
 
 
@@ -55,10 +59,10 @@ class PositionalAttentionBlock(nn.Module):
         self.attn = PositionalAttention(width, n_heads, max_distance, dropout)
         self.norm2 = nn.LayerNorm(width)
         self.ff = nn.Sequential(
-            nn.Linear(width, ff_mult * width), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(width, ff_mult * width), nn.GELU(), FastDropout(dropout),
             nn.Linear(ff_mult * width, width),
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.dropout(self.attn(self.norm1(x), mask))

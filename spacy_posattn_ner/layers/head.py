@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .attention import PositionalAttentionBlock
+from .dropout import FastDropout
 from .lexical import LexicalEmbed
 
 
@@ -48,7 +49,7 @@ class PosAttnHead(nn.Module):
         self.hidden_norm = nn.LayerNorm(hidden_width)
         self.lexical = LexicalEmbed(lexical_rows, lexical_width)
         self.project = nn.Linear(hidden_width + self.lexical.output_width, width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.blocks = nn.ModuleList(
             PositionalAttentionBlock(width, n_heads, max_distance, dropout) for _ in range(depth)
         )
