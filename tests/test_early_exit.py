@@ -263,3 +263,78 @@ def test_exit_distill_is_checked_and_set_from_the_config(tiny_backbone):
         ner.exit_distill = 1.5
     with pytest.raises(ValueError, match="exit_distill"):
         spacy.blank("en").add_pipe("posattn_ner", config={**exit_config(tiny_backbone), "exit_distill": -0.1})
+
+
+# -- PosAttnTagger.v4: several layer mixes side by side ------------------------------
+def test_one_mix_keeps_the_saved_parameter_shapes_and_several_mix_like_a_loop():
+    from spacy_posattn_ner.layers.head import ScalarMix
+
+    one = ScalarMix(5)
+    assert one.logits.shape == (5,) and one.gamma.shape == (1,)  # v1-v3 models load unchanged
+    torch.manual_seed(0)
+    several = ScalarMix(5, n_mixes=3)
+    torch.nn.init.normal_(several.logits)
+    hidden = torch.randn(2, 5, 4, 8)
+    out = several(hidden)
+    assert out.shape == (2, 4, 3, 8)
+    weights = several.weights()
+    for k in range(3):
+        expected = sum(weights[k, layer] * hidden[:, layer] for layer in range(5))
+        assert torch.allclose(out[:, :, k], expected, atol=1e-5)
+    # each mix starts on its own part of the layers: the first on the deepest, the last on the embeddings
+    assert ScalarMix(5, n_mixes=3).logits.argmax(dim=-1).tolist() == [4, 2, 0]
+
+
+def test_inference_gather_equals_the_training_mix_for_several_mixes():
+    """The engine mixes while it gathers pooled states; training mixes the cached
+    (B, layers, T, W) features: the same numbers for the head either way."""
+    from spacy_posattn_ner.backbone.pooling import TokenPooler
+    from spacy_posattn_ner.layers.head import PosAttnHead
+
+    torch.manual_seed(0)
+    head = PosAttnHead(n_layers=3, hidden_width=8, n_tags=5, width=16, depth=1, n_heads=2, max_distance=3,
+                       lexical_rows=[10, 10, 10, 10], lexical_width=4, dropout=0.0, n_mixes=2).eval()
+    torch.nn.init.normal_(head.mix.logits)
+    pooler = TokenPooler([4], [], n_layers=3, width=8, device=torch.device("cpu"))
+    layers = torch.randn(3, 4, 8)
+    pooler.sums = [layers[k].clone() for k in range(3)]
+    index, mask = torch.tensor([[0, 1, 2, 3]]), torch.ones(1, 4, dtype=torch.bool)
+    lex = torch.randint(0, 40, (1, 4, 4, 4))
+    with torch.no_grad():
+        via_gather = head.from_mixed(pooler.gather_mixed(index, head.mix.weights()), lex, mask)
+        via_training = head(layers[None], lex, mask)
+    assert torch.allclose(via_gather, via_training, atol=1e-5)
+
+
+def v4_config(backbone: str, n_mixes):
+    config = v3_config(backbone, width=[16, 32], depth=[1, 1])
+    config["model"].update({"@architectures": "spacy-posattn-ner.PosAttnTagger.v4", "n_mixes": n_mixes})
+    return config
+
+
+def test_v4_trains_round_trips_and_pipe_equals_calls(tiny_backbone, tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("posattn_ner", config=v4_config(tiny_backbone, n_mixes=3))
+    train(nlp, toy_examples(nlp), n_iter=60)
+    ner = nlp.get_pipe("posattn_ner")
+    heads = get_head(ner.model).heads
+    assert [h.mix.n_mixes for h in heads] == [3, 3]
+    assert [h.project.in_features for h in heads] == [3 * 32 + 4 * 16] * 2  # 3 mixes of width 32 + lexical
+    gold = [ents_of(eg.reference) for eg in toy_examples(nlp)]
+    for threshold in (0.0, 1.0):
+        ner.exit_threshold = threshold
+        texts = [eg.reference.text for eg in toy_examples(nlp)]
+        piped = list(nlp.pipe(texts, batch_size=2))
+        assert [ents_of(d) for d in piped] == gold
+        assert [ents_of(d) for d in piped] == [ents_of(nlp(t)) for t in texts]
+    nlp.to_disk(tmp_path / "v4")
+    loaded = spacy.load(tmp_path / "v4")
+    assert [h.mix.n_mixes for h in get_head(loaded.get_pipe("posattn_ner").model).heads] == [3, 3]
+    assert [ents_of(d) for d in loaded.pipe(TEXTS)] == [ents_of(d) for d in nlp.pipe(TEXTS)]
+
+
+@pytest.mark.parametrize("n_mixes", [0, -2, 1.5, True])
+def test_v4_rejects_a_bad_number_of_mixes(tiny_backbone, n_mixes):
+    nlp = spacy.blank("en")
+    with pytest.raises(Exception, match=r"n_mixes"):
+        nlp.add_pipe("posattn_ner", config=v4_config(tiny_backbone, n_mixes=n_mixes))
