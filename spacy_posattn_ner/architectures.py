@@ -140,7 +140,7 @@ def build_posattn_exit_tagger_v4(
     exit_layers: Optional[List[int]] = None,
     width: Union[int, List[int]] = 256,
     depth: Union[int, List[int]] = 2,
-    n_mixes: Union[int, List[int]] = 4,
+    n_mixes: int = 4,
     n_heads: int = 4,
     max_distance: int = 16,
     lexical_rows: Sequence[int] = (5000, 1000, 2500, 500),
@@ -150,12 +150,10 @@ def build_posattn_exit_tagger_v4(
 ) -> Model[List[Doc], PaddedScores]:
     """PosAttnTagger.v3 whose heads read ``n_mixes`` learned mixes of the backbone's
     layers side by side instead of one (a frozen backbone's layers hold different
-    information; one weighted sum keeps only one view of it). Like ``width`` and
-    ``depth``, a number for every exit or one per exit layer."""
-    given = list(n_mixes) if isinstance(n_mixes, (list, tuple)) else [n_mixes]
-    if not given or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in given):
-        raise ValueError(f"PosAttnTagger.v4: n_mixes must be a whole number >= 1 or a list of them, got {n_mixes!r}")
+    information; one weighted sum keeps only one view of it)."""
+    if isinstance(n_mixes, bool) or not isinstance(n_mixes, int) or n_mixes < 1:
+        raise ValueError(f"PosAttnTagger.v4: n_mixes must be a whole number >= 1, got {n_mixes!r}")
     cfg = _head_config(width, depth, n_heads, max_distance, lexical_rows, lexical_width, dropout)
     cfg["exit_layers"] = None if exit_layers is None else list(exit_layers)
-    cfg["n_mixes"] = list(n_mixes) if isinstance(n_mixes, (list, tuple)) else n_mixes
+    cfg["n_mixes"] = n_mixes
     return tagger_model("posattn_exit_tagger", backbone, cfg, nO)

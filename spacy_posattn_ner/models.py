@@ -108,11 +108,9 @@ def resolve_exit_layers(model: Model, n_layers: int) -> Optional[List[int]]:
 
 
 def _per_exit(cfg: Dict[str, Any], exit_layers: List[int]) -> List[Dict[str, int]]:
-    """Each exit's width, depth and (v4) number of layer mixes: a number for all, or
-    one per exit."""
-    keys = [key for key in ("width", "depth", "n_mixes") if key in cfg]
+    """Each exit's width and depth (a number for all, or one per exit)."""
     values = {}
-    for key in keys:
+    for key in ("width", "depth"):
         value = cfg[key]
         if isinstance(value, int):
             value = [value] * len(exit_layers)
@@ -122,7 +120,7 @@ def _per_exit(cfg: Dict[str, Any], exit_layers: List[int]) -> List[Dict[str, int
                 f"{exit_layers}: give one number, or one per exit layer"
             )
         values[key] = [int(v) for v in value]
-    return [{key: values[key][j] for key in keys} for j in range(len(exit_layers))]
+    return [{"width": w, "depth": d} for w, d in zip(values["width"], values["depth"])]
 
 
 def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
@@ -138,6 +136,7 @@ def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
         lexical_rows=cfg["lexical_rows"],
         lexical_width=cfg["lexical_width"],
         dropout=cfg["dropout"],
+        n_mixes=cfg.get("n_mixes", 1),  # PosAttnTagger.v4
     )
     exit_layers = resolve_exit_layers(model, n_layers)
     if exit_layers is None:
