@@ -44,7 +44,6 @@ setup(
             "spacy-posattn-ner.PosAttnTagger.v1 = spacy_posattn_ner.architectures:build_posattn_tagger",
             "spacy-posattn-ner.PosAttnTagger.v2 = spacy_posattn_ner.architectures:build_posattn_exit_tagger",
             "spacy-posattn-ner.PosAttnTagger.v3 = spacy_posattn_ner.architectures:build_posattn_exit_tagger_v3",
-            "spacy-posattn-ner.PosAttnTagger.v4 = spacy_posattn_ner.architectures:build_posattn_exit_tagger_v4",
             "spacy-posattn-ner.FrozenBackbone.v1 = spacy_posattn_ner.architectures:build_frozen_backbone",
             "spacy-posattn-ner.FrozenBackbone.v2 = spacy_posattn_ner.architectures:build_frozen_backbone_v2",
         ],

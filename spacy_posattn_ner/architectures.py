@@ -132,28 +132,3 @@ def build_posattn_exit_tagger_v3(
     cfg = _head_config(width, depth, n_heads, max_distance, lexical_rows, lexical_width, dropout)
     cfg["exit_layers"] = None if exit_layers is None else list(exit_layers)
     return tagger_model("posattn_exit_tagger", backbone, cfg, nO)
-
-
-@registry.architectures("spacy-posattn-ner.PosAttnTagger.v4")
-def build_posattn_exit_tagger_v4(
-    backbone: Model[List[Doc], List[numpy.ndarray]],
-    exit_layers: Optional[List[int]] = None,
-    width: Union[int, List[int]] = 256,
-    depth: Union[int, List[int]] = 2,
-    n_mixes: int = 4,
-    n_heads: int = 4,
-    max_distance: int = 16,
-    lexical_rows: Sequence[int] = (5000, 1000, 2500, 500),
-    lexical_width: int = 64,
-    dropout: float = 0.1,
-    nO: Optional[int] = None,
-) -> Model[List[Doc], PaddedScores]:
-    """PosAttnTagger.v3 whose heads read ``n_mixes`` learned mixes of the backbone's
-    layers side by side instead of one (a frozen backbone's layers hold different
-    information; one weighted sum keeps only one view of it)."""
-    if isinstance(n_mixes, bool) or not isinstance(n_mixes, int) or n_mixes < 1:
-        raise ValueError(f"PosAttnTagger.v4: n_mixes must be a whole number >= 1, got {n_mixes!r}")
-    cfg = _head_config(width, depth, n_heads, max_distance, lexical_rows, lexical_width, dropout)
-    cfg["exit_layers"] = None if exit_layers is None else list(exit_layers)
-    cfg["n_mixes"] = n_mixes
-    return tagger_model("posattn_exit_tagger", backbone, cfg, nO)

@@ -72,7 +72,7 @@ def exit_heads(head: torch.nn.Module) -> Tuple[List[int], List[PosAttnHead]]:
     plain ``PosAttnHead`` (whose mix covers every hidden state)."""
     if isinstance(head, MultiExitHead):
         return list(head.exit_layers), list(head.heads)
-    return [head.mix.n_layers - 1], [head]
+    return [int(head.mix.logits.shape[0]) - 1], [head]
 
 
 def exits_to_try(n_exits: int, threshold: float) -> List[int]:
@@ -186,7 +186,7 @@ def _apply_exit(
     with one exit's head; write the answers of the segments that finish here into
     ``flat`` (one row per token); return which segments go on (host bools)."""
     device = flat.device
-    weights = head.mix.weights()  # (layers it mixes,), or (mixes, layers)
+    weights = head.mix.weights()  # its length is the number of layers it mixes
     n_segments = len(segments.doc)
     row_first, row_length = rows
     for chunk in length_chunks(row_length, token_budget):

@@ -136,7 +136,6 @@ def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
         lexical_rows=cfg["lexical_rows"],
         lexical_width=cfg["lexical_width"],
         dropout=cfg["dropout"],
-        n_mixes=cfg.get("n_mixes", 1),  # PosAttnTagger.v4
     )
     exit_layers = resolve_exit_layers(model, n_layers)
     if exit_layers is None:

@@ -84,17 +84,10 @@ class TokenPooler:
         return (torch.stack([self._layer(k) for k in range(len(self.sums))]) * self.scale[None, :, None]).half()
 
     def gather_mixed(self, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """float32 ``(B, T, width)``: layers ``0..n-1`` at a ``(B, T)`` matrix of global
-        token indices, summed with ``weights`` (a head's scalar mix, ``(n,)``), with no
-        ``(B, layers, T, width)`` intermediate. Several mixes (``weights`` ``(K, n)``)
-        give ``(B, T, K, width)``, each layer still gathered once."""
-        if weights.dim() == 1:
-            mixed = self._layer(0)[index] * weights[0]
-            for k in range(1, len(weights)):
-                mixed.add_(self._layer(k)[index] * weights[k])
-            return mixed.mul_(self.scale[index][..., None])
-        columns = weights.t()[:, :, None]  # (n, K, 1)
-        mixed = self._layer(0)[index][..., None, :] * columns[0]
-        for k in range(1, weights.shape[1]):
-            mixed.add_(self._layer(k)[index][..., None, :] * columns[k])
-        return mixed.mul_(self.scale[index][..., None, None])
+        """float32 ``(B, T, width)``: layers ``0..len(weights)-1`` at a ``(B, T)`` matrix
+        of global token indices, summed with ``weights`` (a head's scalar mix), with
+        no ``(B, layers, T, width)`` intermediate."""
+        mixed = self._layer(0)[index] * weights[0]
+        for k in range(1, len(weights)):
+            mixed.add_(self._layer(k)[index] * weights[k])
+        return mixed.mul_(self.scale[index][..., None])
