@@ -1,8 +1,8 @@
 """How much of the calibrated pipeline's time is the backbone's transformer layers,
 and so how fast it could be at most if everything else cost nothing.
 
-One process: spaCy's CNN and posattn_ner at its exit threshold (or ``--threshold``), each one measure()
-on the same test docs (best of ``--repeats`` passes); posattn_ner's pass again with
+One process: spaCy's CNN and posattn_ner at its exit threshold (or ``--threshold``),
+each one measure() on the same test docs (best of ``--repeats`` passes); posattn_ner's pass again with
 every encoder layer's forward timed (``time.perf_counter`` around each call, which
 blocks nothing on the CPU). The bound, ours/CNN divided by the layers' share, is
 what removing every other cost (heads, pooling, decoding, spaCy) would give.
@@ -40,7 +40,9 @@ def main(model: Path, data: Path, cnn: Path = typer.Option(...), output: Path = 
     refs = read_gold(ours, data)
     cnn_row = measure(peer, refs, batch_size=batch_size, repeats=repeats)
     ours_row = measure(ours, refs, batch_size=batch_size, repeats=repeats)
-    layers = get_backbone(ours.get_pipe("posattn_ner").model).model.encoder.layer
+    ner = ours.get_pipe("posattn_ner")
+    encoder, _, _ = get_backbone(ner.model).inference_model(ner.precision)  # the copy that runs (bf16, int8) or the model
+    layers = encoder.encoder.layer
     spent: List[float] = []
     originals = [layer.forward for layer in layers]
 
