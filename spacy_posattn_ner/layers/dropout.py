@@ -1,8 +1,9 @@
 """Dropout whose random mask is cheap on the CPU.
 
 On the CPU, ``torch.nn.Dropout`` draws its mask with ``bernoulli_``, which ran at
-about 10 ns per element on the 2-core machine of BENCHMARKS.md: 31% of a training
-step of the default model (torch profiler), more than its matrix products. Here the
+about 10 ns per element on the 2-core machine of BENCHMARKS.md: in a profile of 35
+training steps of the default model, 31% of the torch operators' time (more than its
+matrix products) and 26% of the steps' wall time. Here the
 mask comes from numpy's SFC64 generator as 16-bit integers, 4 per 64-bit draw (about
 1 ns per element). The generator is seeded from torch's default generator at each
 call, so ``fix_random_seed`` (spaCy's ``[system] seed``) still makes a run repeatable.
