@@ -6,8 +6,6 @@ wordpiece states are averaged into spaCy tokens (``pooling``). ``FrozenBackbone`
 holds these parts together and is what the thinc model serializes.
 """
 import hashlib
-import multiprocessing
-import os
 import threading
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -16,6 +14,7 @@ import torch
 from spacy.tokens import Doc
 
 from ..batching import length_chunks
+from ..threads import install_fork_handler
 from .encoder import (
     EMBEDDED_BACKBONE,
     PRECISIONS,
@@ -68,7 +67,6 @@ class FrozenBackbone:
         self._windower: Optional[Windower] = None
         self._copies: Dict[str, torch.nn.Module] = {}  # inference copies by precision (bf16, int8)
         self._fingerprint: Optional[str] = None
-        self._pid = os.getpid()
 
     def __getstate__(self):  # locks do not pickle; a copy gets a lock of its own
         return {**self.__dict__, "_lock": None}
@@ -199,7 +197,6 @@ class FrozenBackbone:
 
     def runner(self, batch: Sequence[Window], precision: str, training: bool = False) -> LayerRunner:
         """A layer-by-layer runner over a padded batch of windows, on the encoder's device."""
-        _one_thread_in_forked_worker(self._pid)
         model, _, autocast = self.inference_model(precision, training)
         lengths = numpy.asarray([len(w.input_ids) for w in batch])
         ids = numpy.full((len(batch), int(lengths.max())), self.tokenizer.pad_token_id or 0, dtype="int64")
@@ -237,11 +234,5 @@ class FrozenBackbone:
         return self.cache.get_or_compute(docs, self.train_key(train_precision), compute)
 
 
-def _one_thread_in_forked_worker(parent_pid: int) -> None:
-    """In a forked multiprocessing worker (``nlp.pipe(n_process=N)`` forks on Linux)
-    the inherited OpenMP pool is broken and deadlocks at its first parallel op:
-    such a worker switches torch to one thread before the backbone runs. Other
-    processes, and children of servers that fork on their own, are left alone."""
-    if os.getpid() != parent_pid and multiprocessing.parent_process() is not None:
-        if torch.get_num_threads() != 1:
-            torch.set_num_threads(1)
+# a worker forked by nlp.pipe(n_process=N) must not inherit the parent's thread pool
+install_fork_handler()

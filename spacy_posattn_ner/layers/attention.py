@@ -67,3 +67,53 @@ class PositionalAttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.dropout(self.attn(self.norm1(x), mask))
         return x + self.dropout(self.ff(self.norm2(x)))
+
+
+# Rows longer than CHUNK tokens run the attention blocks in overlapping chunks of CHUNK
+# tokens, CONTEXT tokens of context on each side, each token answered by the chunk where
+# it is most central: memory and time grow linearly with a segment's length, not with
+# its square (a text without sentence punctuation is one segment; 20k tokens asked for
+# a 6.4 GB attention tensor). Rows of at most CHUNK tokens, every normal sentence, run
+# whole, exactly as before. 512 keeps pipelines saved earlier answering as they did on
+# any doc of up to 512 tokens.
+CHUNK = 512
+CONTEXT = 128
+# chunks per group through the blocks: bounds the chunks' activations at once
+CHUNK_GROUP_TOKENS = 8192
+
+
+def chunk_count(length: int, chunk: int = CHUNK, context: int = CONTEXT) -> int:
+    """How many chunks cover ``length`` positions: chunk k starts at ``k * stride``
+    (``stride = chunk - 2 * context``) and owns ``[k * stride + context, (k + 1) *
+    stride + context)``; the first owns from 0, the last to the end."""
+    stride = chunk - 2 * context
+    return max(1, -(-(length - chunk + context) // stride) + 1)
+
+
+def run_blocks(blocks, x: torch.Tensor, mask: torch.Tensor, chunk: int = CHUNK, context: int = CONTEXT) -> torch.Tensor:
+    """``x`` (B, T, W) through ``blocks`` (each ``block(x, mask)``); in overlapping
+    chunks when ``T > chunk``. A chunk's positions are fixed from the row's start, so
+    a token's answer does not depend on how far its row was padded."""
+    B, T, W = x.shape
+    if T <= chunk:
+        for block in blocks:
+            x = block(x, mask)
+        return x
+    stride = chunk - 2 * context
+    n = chunk_count(T, chunk, context)
+    padded = (n - 1) * stride + chunk
+    xp = torch.nn.functional.pad(x, (0, 0, 0, padded - T))
+    mp = torch.nn.functional.pad(mask, (0, padded - T), value=False)
+    xs = xp.unfold(1, chunk, stride).permute(0, 1, 3, 2).reshape(B * n, chunk, W)  # (B*n, chunk, W)
+    ms = mp.unfold(1, chunk, stride).reshape(B * n, chunk)
+    group = max(1, CHUNK_GROUP_TOKENS // chunk)
+    outs = []
+    for g in range(0, B * n, group):
+        h, m = xs[g : g + group], ms[g : g + group]
+        for block in blocks:
+            h = block(h, m)
+        outs.append(h)
+    out = torch.cat(outs).view(B, n, chunk, W)
+    t = torch.arange(T, device=x.device)
+    k = ((t - context).clamp(min=0) // stride).clamp(max=n - 1)
+    return out[:, k, t - k * stride]

@@ -4,7 +4,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .attention import PositionalAttentionBlock
+from .attention import PositionalAttentionBlock, run_blocks
 from .dropout import FastDropout
 from .lexical import LexicalEmbed
 
@@ -65,6 +65,5 @@ class PosAttnHead(nn.Module):
         applied): inference mixes while gathering, with no (B, L, T, W) copy."""
         x = torch.cat([self.hidden_norm(mixed.float()), self.lexical(lex_ids)], dim=-1)
         x = self.dropout(self.project(self.dropout(x)))
-        for block in self.blocks:
-            x = block(x, mask)
+        x = run_blocks(self.blocks, x, mask)  # in overlapping chunks on long rows: linear memory
         return self.tagger(self.norm(x))
