@@ -3,7 +3,10 @@
 input order. Workers send back rows (and docs only for .spacy output), not Docs.
 """
 import multiprocessing
+import os
 import sys
+import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Deque, Iterable, Iterator, List, Optional, Set, Tuple
@@ -25,8 +28,35 @@ def set_torch_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _init_worker(annotator: Annotator, torch_threads: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """End this worker when the process that started it dies, even by ``kill -9``
+    (no cleanup runs in the parent then): on Linux the kernel sends SIGKILL
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread polls the parent's pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0:  # PR_SET_PDEATHSIG = 1
+                if os.getppid() != parent_pid:  # the parent died before the call
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: poll instead
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def _init_worker(annotator: Annotator, torch_threads: int, parent_pid: int = 0) -> None:
     global _WORKER
+    if parent_pid:
+        die_with_parent(parent_pid)
     _WORKER = annotator
     set_torch_threads(torch_threads or 1)
 
@@ -66,7 +96,7 @@ def annotate_local(
     # fork shares the loaded pipeline copy-on-write; spawn (other OSes) pickles it once per worker
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     context = multiprocessing.get_context(method)
-    pool = ProcessPoolExecutor(n_process, mp_context=context, initializer=_init_worker, initargs=(annotator, torch_threads))
+    pool = ProcessPoolExecutor(n_process, mp_context=context, initializer=_init_worker, initargs=(annotator, torch_threads, os.getpid()))
     try:
         pending: Deque[Future] = deque()
         for batch in batches:

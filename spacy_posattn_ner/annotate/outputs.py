@@ -247,3 +247,20 @@ def _drop_nulls(row: Dict[str, Any]) -> Dict[str, Any]:
     out = {k: v for k, v in row.items() if v is not None or k == "id"}
     out["entities"] = [{k: v for k, v in e.items() if v is not None} for e in row["entities"]]
     return out
+
+
+def check_writable(target: Path) -> None:
+    """Refuse an OUTPUT that cannot be written or created, in one line, before the
+    model loads: its nearest existing ancestor must be a writable directory."""
+    target = Path(target).absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == target:  # it exists: it is replaced or added to, from its directory
+        existing = target if target.is_dir() else target.parent
+        if not target.is_dir() and not os.access(target, os.W_OK):
+            raise AnnotateError(f"Output {target} cannot be written: the file is not writable")
+    if not existing.is_dir():
+        raise AnnotateError(f"Output {target} cannot be created: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AnnotateError(f"Output {target} cannot be created: the directory {existing} is not writable")

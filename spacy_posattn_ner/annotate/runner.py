@@ -15,7 +15,7 @@ from .inputs import InputFile, resolve_inputs
 from .manifest import build_manifest, model_fingerprint, prepare_output, remove_tmp_files
 from .messages import Messages
 from .model import entity_warning, import_code, load_pipeline, model_location
-from .outputs import OutputLayout, merge_shards, output_layout, require_format, write_shard
+from .outputs import OutputLayout, check_writable, merge_shards, output_layout, require_format, write_shard
 from .progress import Progress, Summary
 from .records import ReadOptions, iter_records
 
@@ -181,6 +181,7 @@ def annotate_corpus(model: str, input_spec: str, output: Path, options: Optional
     check_options(options)
     layout = output_layout(Path(output), options.output_format)
     require_format(layout.format)
+    check_writable(layout.target)  # before minutes of loading a model
     if options.engine == "ray":
         from .ray_engine import require_ray
 
