@@ -14,7 +14,7 @@ sentences, tokens and entities it meant to write (in) against those in the
 file it wrote, read back and compared sentence by sentence (out).
 
 Usage:
-    python scripts/convert_gmb.py INPUT OUTPUT_DIR [--limit N] [--eval-limit M] [--n-sents K] [--lang en]
+    python -m scripts.convert_gmb INPUT OUTPUT_DIR [--limit N] [--eval-limit M] [--n-sents K] [--lang en]
 """
 
 import time
@@ -26,7 +26,8 @@ import typer
 from spacy.tokens import DocBin
 from wasabi import msg
 
-from spacy_posattn_ner.gmb import (
+from scripts.gmb import (
+    ENCODING,
     CorpusCounts,
     GmbSentence,
     canonical_split,
@@ -85,6 +86,9 @@ def main(
         f"Read {total_in.sentences:,} sentences, {total_in.tokens:,} tokens, {total_in.entities:,} entities "
         f"from {read.lines:,} lines (header + {read.rows:,} rows) of {input_path}"
     )
+    if read.encoding != ENCODING:
+        msg.warn(f"{input_path} is not {ENCODING} like the published corpus: its bytes are a UTF-8 copy, "
+                 f"decoded as {read.encoding} (to the same words)")  # fmt: skip
     if not read.complete or (read.sentences, read.tokens) != total_in[:2]:
         msg.fail(f"The reader's counts {read} do not match the sentences it gave", exits=1)
     if not sentences:
