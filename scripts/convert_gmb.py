@@ -49,33 +49,13 @@ def _in_out(counts_in: CorpusCounts, counts_out: CorpusCounts) -> str:
 
 @app.command()
 def main(
-    input_path: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="ner_dataset.csv.zip (one .csv inside) or ner_dataset.csv"
-    ),
-    output_dir: Path = typer.Argument(
-        ..., file_okay=False, help="Directory for train.spacy, dev.spacy and test.spacy"
-    ),
-    limit: int = typer.Option(
-        0,
-        "--limit",
-        min=0,
-        help="Max training SENTENCES (not docs), the first in file order, taken before --n-sents groups them (0 = all)",
-    ),
-    eval_limit: int = typer.Option(
-        0,
-        "--eval-limit",
-        min=0,
-        help="Max dev and max test SENTENCES (not docs) each, the first in file order, taken before --n-sents groups them (0 = all)",
-    ),
-    n_sents: int = typer.Option(
-        1,
-        "--n-sents",
-        "-n",
-        min=1,
-        help="Sentences per doc: consecutive sentences of one split (N > 1: sentence starts set, doc.sents gives them back); a split's last doc may hold fewer (1 = one doc per sentence)",
-    ),
+    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="ner_dataset.csv.zip (one .csv inside) or ner_dataset.csv"),
+    output_dir: Path = typer.Argument(..., file_okay=False, help="Directory for train.spacy, dev.spacy and test.spacy"),
+    limit: int = typer.Option(0, "--limit", min=0, help="Max training SENTENCES (not docs), the first in file order, taken before --n-sents groups them (0 = all)"),
+    eval_limit: int = typer.Option(0, "--eval-limit", min=0, help="Max dev and max test SENTENCES (not docs) each, the first in file order (0 = all)"),
+    n_sents: int = typer.Option(1, "--n-sents", "-n", min=1, help="Sentences per doc: consecutive sentences of one split, sentence starts set; a split's last doc may hold fewer (1 = one doc per sentence)"),
     lang: str = typer.Option("en", "--lang", help="Language of the blank pipeline whose vocab the Docs use"),
-) -> None:
+) -> None:  # fmt: skip
     """Read and validate the GMB CSV, split it canonically and write DocBins."""
     start_time = time.perf_counter()
     reader = read_gmb(input_path)
