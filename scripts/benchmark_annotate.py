@@ -27,10 +27,10 @@ import typer
 from wasabi import msg
 
 from scripts.bench.cli import BatchSize, DocsFile, Output, Pipeline, report_head
-from scripts.bench.data import read_gold
+from scripts.bench.data import load_pipeline, read_gold
 from scripts.bench.markdown import ratio
 from spacy_posattn_ner.annotate import AnnotateOptions, annotate_corpus
-from spacy_posattn_ner.annotate.model import load_pipeline
+
 
 app = typer.Typer(add_completion=False)
 
@@ -139,7 +139,7 @@ def main(
     for name, copies in inputs:
         write_texts(texts, copies, work / f"{_slug(name)}.jsonl")
     start = time.perf_counter()
-    nlp = load_pipeline(str(model))  # as annotate's driver, workers and actors load it
+    nlp = load_pipeline(model, need=None)  # spacy.load, as annotate's driver, workers and actors load it
     load_seconds = time.perf_counter() - start
     runs: Dict[str, Dict[str, Dict[str, Any]]] = {name: {} for name, _ in inputs}
     ray_seconds: Optional[float] = None

@@ -21,23 +21,19 @@ from spacy.tokens import Doc
 from wasabi import msg
 
 from scripts.bench.child import run_child
-from scripts.bench.data import read_gold, sentence_docs, write_prefix
 from scripts.bench.cli import BatchSize, DocsFile, Limit, Output, Repeats, Threads, report_head
-from scripts.bench.exits import COMPONENT, NEVER_EXIT
+from scripts.bench.data import COMPONENT, load_pipeline, override, read_gold, sentence_docs, write_prefix
 from scripts.bench.measure import SPEED_DEFINITION, measure
+from spacy_posattn_ner.backbone import PRECISIONS
 
 app = typer.Typer(add_completion=False)
 
-PRECISIONS = ("fp32", "bf16", "int8", "auto")
 SPACY_MEAN_RE = re.compile(r"Mean:\s*([-+0-9.]+)\s*words/s\s*\(95% CI:\s*([-+0-9.]+)\s*\+?([-+0-9.]+)\)")
-
-
-class BenchmarkError(ValueError):
-    """A pipeline that cannot be benchmarked as asked (the message names it)."""
+NEVER_EXIT = 1.0
 
 
 def parse_precisions(spec: str) -> List[str]:
-    """'fp32,int8' -> ['fp32', 'int8'] (distinct, in the order given)."""
+    """'fp32,int8' -> ['fp32', 'int8'] (distinct, in the order given; each one the package knows)."""
     out: List[str] = []
     for item in filter(None, (part.strip().lower() for part in spec.split(","))):
         if item not in PRECISIONS:
@@ -47,21 +43,6 @@ def parse_precisions(spec: str) -> List[str]:
     if not out:
         raise typer.BadParameter("give at least one precision", param_hint="--precisions")
     return out
-
-
-def load_pipeline(path: Path, need: str) -> Language:
-    """spacy.load ``path``; a BenchmarkError naming it if it fails or lacks ``need``."""
-    import spacy
-
-    import spacy_posattn_ner  # noqa: F401  (registers the factory and doc._.exit_layer)
-
-    try:
-        nlp = spacy.load(path)
-    except Exception as err:  # noqa: BLE001  (any load failure is reported with the path)
-        raise BenchmarkError(f"{path}: could not be loaded as a spaCy pipeline: {err}") from None
-    if need not in nlp.pipe_names:
-        raise BenchmarkError(f"{path}: no '{need}' component (pipeline: {', '.join(nlp.pipe_names) or 'empty'})")
-    return nlp
 
 
 def peers(cnn: Optional[Path], trf: Optional[Path]) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Language]]:
@@ -75,27 +56,26 @@ def peers(cnn: Optional[Path], trf: Optional[Path]) -> Tuple[Dict[str, Dict[str,
             systems[key] = {"model": str(path), "left_out": f"`{path}` not found"}
             msg.warn(f"{path} not found: {key} left out")
         else:
-            loaded[key] = load_pipeline(path, "ner")
+            loaded[key] = load_pipeline(path, need="ner")
             systems[key] = {"model": str(path), "pipeline": list(loaded[key].pipe_names)}
     return systems, loaded
 
 
 def ours_rows(nlp: Language, refs: List[Doc], precisions: List[str], batch_size: int, repeats: int) -> List[Dict]:
-    """One row per precision and exit setting (calibrated, off); the pipe's settings restored."""
+    """One row per precision and exit setting (calibrated, off), each under the settings
+    override, so the pipe's own settings come back even if a measurement fails."""
     pipe = nlp.get_pipe(COMPONENT)
-    saved = (pipe.precision, pipe.exit_threshold)
     exits = [("calibrated", pipe.exit_threshold)] if pipe.exit_layers and pipe.exit_threshold < NEVER_EXIT else []
     exits.append(("off", NEVER_EXIT))
     rows = []
     for precision in precisions:
         for exit_name, threshold in exits:
-            pipe.precision, pipe.exit_threshold = precision, threshold
-            row = {"system": "ours", "precision": precision, "resolved_precision": pipe.resolved_precision,
-                   "exit": exit_name, "exit_threshold": threshold}  # fmt: skip
-            row.update(measure(nlp, refs, batch_size=batch_size, repeats=repeats, layer_keys=pipe.exit_layers or ()))
+            with override(pipe, precision=precision, exit_threshold=threshold):
+                row = {"system": "ours", "precision": precision, "resolved_precision": pipe.resolved_precision,
+                       "exit": exit_name, "exit_threshold": threshold}  # fmt: skip
+                row.update(measure(nlp, refs, batch_size=batch_size, repeats=repeats, layer_keys=pipe.exit_layers or ()))
             msg.text(f"ours {precision}, exit {exit_name}: F1 {row['ents_f']:.4f}, {row['words_per_second']:,.0f} words/s")
             rows.append(row)
-    pipe.precision, pipe.exit_threshold = saved
     return rows
 
 
@@ -138,7 +118,7 @@ def main(
     ours: Path = typer.Option(..., "--ours", exists=True, file_okay=False, help="Saved posattn_ner pipeline"),
     cnn: Optional[Path] = typer.Option(None, "--cnn", help="Saved spaCy CNN ner pipeline (left out if missing)"),
     trf: Optional[Path] = typer.Option(None, "--trf", help="Saved spacy-transformers pipeline (left out if missing)"),
-    precisions: str = typer.Option(",".join(PRECISIONS), "--precisions", help="posattn_ner precisions to run"),
+    precisions: str = typer.Option("fp32,bf16,int8,auto", "--precisions", help="posattn_ner precisions to run"),
     n_threads: Threads = 2,
     batch_size: BatchSize = 256,
     repeats: Repeats = 2,
@@ -155,9 +135,9 @@ def main(
     precision_list = parse_precisions(precisions)
     head = report_head(ctx, "scripts.benchmark_speed", n_threads)
     try:  # load everything first: a bad path fails before any measuring
-        nlp = load_pipeline(ours, COMPONENT)
+        nlp = load_pipeline(ours)
         systems, loaded = peers(cnn, trf)
-    except BenchmarkError as err:
+    except ValueError as err:
         msg.fail(str(err), exits=1)
     pipe = nlp.get_pipe(COMPONENT)
     refs = gold(nlp, test_path, limit, sentences)

@@ -14,7 +14,7 @@ sentences, tokens and entities it meant to write (in) against those in the
 file it wrote, read back and compared sentence by sentence (out).
 
 Usage:
-    python scripts/convert_gmb.py INPUT OUTPUT_DIR [--limit N] [--eval-limit M] [--n-sents K] [--lang en]
+    python -m scripts.convert_gmb INPUT OUTPUT_DIR [--limit N] [--eval-limit M] [--n-sents K] [--lang en]
 """
 
 import time
@@ -26,7 +26,8 @@ import typer
 from spacy.tokens import DocBin
 from wasabi import msg
 
-from spacy_posattn_ner.gmb import (
+from scripts.gmb import (
+    ENCODING,
     CorpusCounts,
     GmbSentence,
     canonical_split,
@@ -48,33 +49,13 @@ def _in_out(counts_in: CorpusCounts, counts_out: CorpusCounts) -> str:
 
 @app.command()
 def main(
-    input_path: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="ner_dataset.csv.zip (one .csv inside) or ner_dataset.csv"
-    ),
-    output_dir: Path = typer.Argument(
-        ..., file_okay=False, help="Directory for train.spacy, dev.spacy and test.spacy"
-    ),
-    limit: int = typer.Option(
-        0,
-        "--limit",
-        min=0,
-        help="Max training SENTENCES (not docs), the first in file order, taken before --n-sents groups them (0 = all)",
-    ),
-    eval_limit: int = typer.Option(
-        0,
-        "--eval-limit",
-        min=0,
-        help="Max dev and max test SENTENCES (not docs) each, the first in file order, taken before --n-sents groups them (0 = all)",
-    ),
-    n_sents: int = typer.Option(
-        1,
-        "--n-sents",
-        "-n",
-        min=1,
-        help="Sentences per doc: consecutive sentences of one split (N > 1: sentence starts set, doc.sents gives them back); a split's last doc may hold fewer (1 = one doc per sentence)",
-    ),
+    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="ner_dataset.csv.zip (one .csv inside) or ner_dataset.csv"),
+    output_dir: Path = typer.Argument(..., file_okay=False, help="Directory for train.spacy, dev.spacy and test.spacy"),
+    limit: int = typer.Option(0, "--limit", min=0, help="Max training SENTENCES (not docs), the first in file order, taken before --n-sents groups them (0 = all)"),
+    eval_limit: int = typer.Option(0, "--eval-limit", min=0, help="Max dev and max test SENTENCES (not docs) each, the first in file order (0 = all)"),
+    n_sents: int = typer.Option(1, "--n-sents", "-n", min=1, help="Sentences per doc: consecutive sentences of one split, sentence starts set; a split's last doc may hold fewer (1 = one doc per sentence)"),
     lang: str = typer.Option("en", "--lang", help="Language of the blank pipeline whose vocab the Docs use"),
-) -> None:
+) -> None:  # fmt: skip
     """Read and validate the GMB CSV, split it canonically and write DocBins."""
     start_time = time.perf_counter()
     reader = read_gmb(input_path)
@@ -85,6 +66,9 @@ def main(
         f"Read {total_in.sentences:,} sentences, {total_in.tokens:,} tokens, {total_in.entities:,} entities "
         f"from {read.lines:,} lines (header + {read.rows:,} rows) of {input_path}"
     )
+    if read.encoding != ENCODING:
+        msg.warn(f"{input_path} is not {ENCODING} like the published corpus: its bytes are a UTF-8 copy, "
+                 f"decoded as {read.encoding} (to the same words)")  # fmt: skip
     if not read.complete or (read.sentences, read.tokens) != total_in[:2]:
         msg.fail(f"The reader's counts {read} do not match the sentences it gave", exits=1)
     if not sentences:

@@ -97,13 +97,13 @@ def gmb_sentences():
         pytest.skip("GMB corpus not found in assets/ or ../shared/assets/gmb/")
     from itertools import islice
 
-    from spacy_posattn_ner.gmb import read_gmb
+    from scripts.gmb import read_gmb
 
     return list(islice(read_gmb(path), 20))
 
 
 def gmb_examples(nlp: Language, sentences) -> List[Example]:
-    from spacy_posattn_ner.gmb import sentences_to_docs
+    from scripts.gmb import sentences_to_docs
 
     examples = []
     for ref in sentences_to_docs(nlp.vocab, sentences):

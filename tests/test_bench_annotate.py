@@ -14,10 +14,13 @@ import pytest
 from typer.testing import CliRunner
 
 from scripts import benchmark_annotate
-from scripts.bench.annotate_section import annotate_section, fixed_cost
-from scripts.bench.render import render_benchmarks
+from scripts.render_benchmarks import fixed_cost, load_metrics, render_benchmarks, render_section
 
 from .conftest import ROOT
+
+def annotate_section(report):
+    return render_section("annotate", report)
+
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bench" / "benchmark_annotate.json"
 runner = CliRunner()
@@ -45,7 +48,7 @@ def test_the_fixture_report_renders_the_table_ratios_and_machine(report):
     assert "- `nlp.pipe`, 2 processes / 1, words/s (target ≥ 1.7×): toy 0.39× (not met), toy x5 0.25× (not met)." in lines
     assert "- Entity counts: all 6 engines agree on every input (toy 27, toy x5 135)." in lines
     assert f"Command: `{report['command']}`." in text and "2 CPUs (2 usable)" in text
-    assert text.splitlines()[-1].startswith("**On N machines, on paper.**")
+    assert text.splitlines()[-2].startswith("**On N machines, on paper.**")
     # ray1 was slower on toy than on 5 copies of it (warm-up on a busy machine): no fit; ray2 gives one
     assert fixed_cost(report["inputs"], "ray1") is None
     assert "annotate, Ray, 2 workers had a fixed cost of about 11.6 s, then 25 words/s" in text
@@ -71,15 +74,11 @@ def test_fixed_cost_separates_start_up_from_the_rate():
     assert fixed_cost(inputs, "ray1") is None
 
 
-def test_the_section_is_rendered_into_benchmarks_only_with_its_report(report):
-    from scripts.bench.render import load_metrics
-
+def test_the_section_closes_benchmarks_with_the_report_given(report):
     metrics = load_metrics(ROOT / "metrics")
-    metrics.pop("benchmark_annotate", None)
-    assert "## Annotating a corpus" not in render_benchmarks(metrics)
     text = render_benchmarks({**metrics, "benchmark_annotate": report})
+    assert text.endswith("## Annotation at scale" + text.split("## Annotation at scale")[1])
     assert text.endswith(annotate_section(report) + "\n")
-    assert "## Annotating a corpus: `annotate` against `nlp.pipe`, local processes and Ray (#14)" in text
 
 
 def test_summarize_ratios_and_agreement():

@@ -10,7 +10,7 @@ from spacy.util import load_config
 from typer.testing import CliRunner
 
 from scripts import benchmark_speed, benchmark_train, exit_thresholds
-from scripts.bench.render import exit_section, speed_section, train_section
+from scripts.render_benchmarks import render_section
 
 from .conftest import SMALL_HEAD, make_nlp, toy_examples, train
 
@@ -73,7 +73,7 @@ def test_benchmark_exit_runs_the_extremes_and_the_pipelines_own_threshold(model_
     assert all(MEASURED_ROW <= set(r) for r in rows)
     assert rows[0]["exit_layer_share"] == {"1": 1.0, "2": 0.0} and rows[-1]["mean_exit_layer"] == 2
     assert "--thresholds 0.9" in report["command"] and report["command"].startswith("python -m scripts.exit_thresholds")
-    assert "**0.7 (calibrated)**" in exit_section(report)
+    assert "**0.7 (calibrated)**" in render_section("exit_table", report)
 
 
 def test_a_pipeline_without_exits_is_a_clear_error(tiny_backbone, toy_corpus, tmp_path):
@@ -99,7 +99,7 @@ def test_benchmark_speed_beside_the_cnn_with_the_transformer_missing(model_dir, 
     assert all(MEASURED_ROW <= set(r) for r in report["rows"])
     assert report["systems"]["trf"]["left_out"] == f"`{missing}` not found"
     assert all(r["resolved_precision"] in ("fp32", "bf16", "int8") for r in report["rows"])
-    assert f"`{missing}` not found" in speed_section(report)
+    assert f"`{missing}` not found" in render_section("speed_table", report)
 
 
 def test_benchmark_speed_refuses_a_pipeline_without_posattn(cnn_dir, toy_corpus, tmp_path):
@@ -148,4 +148,4 @@ def test_benchmark_train_one_system(system, ours_config, tiny_backbone, toy_corp
     assert [p["step"] for p in report["dev_curve"]] == [0, 2, 4] and report["evaluations"] == 3  # spaCy also evaluates at 0
     assert 0 < report["wall_seconds_to_best"] <= report["total_wall_seconds"] and report["peak_rss_mib"] > 100
     assert (system == "cnn") == (report["schedule_scaled"] is None)  # the CNN's rate is constant
-    assert train_section([report]).count(f"| {report['settings']['train_sentences']} |") == 1
+    assert render_section("train_table", [report]).count(f"| {report['settings']['train_sentences']} |") == 1

@@ -84,3 +84,31 @@ def test_choose_threshold_takes_the_fastest_within_the_loss():
     assert choose_threshold(rows, 20)["threshold"] == 0.0
     with pytest.raises(ValueError, match="1.0"):
         choose_threshold(rows[:3], 0.5)
+
+
+def test_load_pipeline_names_the_path_and_the_missing_component(tiny_exit_pipeline, tmp_path):
+    from scripts.bench.data import load_pipeline
+
+    assert "posattn_ner" in load_pipeline(tiny_exit_pipeline).pipe_names
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'nope'}: could not be loaded as a spaCy pipeline"):
+        load_pipeline(tmp_path / "nope")
+    spacy.blank("en").to_disk(tmp_path / "blank")
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'blank'}: no 'posattn_ner' component \(pipeline: empty\)"):
+        load_pipeline(tmp_path / "blank")
+    assert load_pipeline(tmp_path / "blank", need=None).pipe_names == []
+
+
+def test_override_restores_the_settings_even_when_the_block_fails(exit_nlp, toy_corpus):
+    from scripts.bench.data import override
+
+    pipe = exit_nlp.get_pipe("posattn_ner")
+    before = (pipe.exit_threshold, pipe.precision)
+    refs = read_gold(exit_nlp, toy_corpus)
+    with override(pipe, exit_threshold=0.0, precision="fp32"):
+        assert (pipe.exit_threshold, pipe.precision) == (0.0, "fp32")
+        first = measure(exit_nlp, refs, batch_size=4)
+    assert first["mean_exit_layer"] == 1.0  # every segment left at the first exit inside the block
+    with pytest.raises(RuntimeError, match="boom"):
+        with override(pipe, exit_threshold=0.0):
+            raise RuntimeError("boom")
+    assert (pipe.exit_threshold, pipe.precision) == before

@@ -1,23 +1,20 @@
-"""metrics/*.json -> markdown (scripts/bench/render.py): fixture reports render to the
-expected text, and the committed BENCHMARKS.md and README headline are what metrics/ says."""
+"""metrics/*.json -> markdown (scripts/render_benchmarks.py and its templates): fixture
+reports render to the expected text, and the committed BENCHMARKS.md and README headline
+are what metrics/ says."""
 import copy
 import json
 from pathlib import Path
 
 import pytest
 
-from scripts.bench.render import (
-    confidence_section,
-    exit_section,
+from scripts.render_benchmarks import (
     load_metrics,
     plot_all,
-    plot_exit,
     render_benchmarks,
     render_headline,
+    render_section,
     replace_marked,
-    speed_section,
-    train_results,
-    train_section,
+    train_reports,
 )
 
 from .conftest import ROOT
@@ -35,30 +32,34 @@ def expected(name: str) -> str:
 
 
 def test_speed_report_renders_to_the_expected_table(fixtures):
-    assert speed_section(fixtures["benchmark_speed"]) == expected("benchmark_speed")
+    assert render_section("speed_table", fixtures["benchmark_speed"]) == expected("benchmark_speed")
 
 
 def test_exit_report_renders_to_the_expected_table(fixtures):
-    assert exit_section(fixtures["benchmark_exit"]) == expected("benchmark_exit")
+    assert render_section("exit_table", fixtures["benchmark_exit"]) == expected("benchmark_exit")
 
 
-def test_training_reports_render_side_by_side(fixtures):
-    assert train_section(train_results(fixtures)) == expected("benchmark_train")
+def test_training_reports_render_side_by_side_with_ratios(fixtures):
+    text = render_section("train_table", train_reports(fixtures))
+    assert "| posattn_ner (frozen MiniLM, cached features) | 100 | 1.50 (step 40) | 30.0s | 1m30s | 0.7500 | 0.7400 | 3,000 |" in text
+    assert "- ours / trf: time to best dev F1 0.10, total time 0.25, epochs to best 0.25."  # 30 s / 300 s, 90 s / 360 s, 1.5 / 6 in text
+    assert "ours / cnn" not in text  # no CNN report among the fixtures
+    assert text.count("`python -m scripts.benchmark_train") == 2
 
 
 def test_training_reports_on_different_subsets_are_refused(fixtures):
-    results = copy.deepcopy(train_results(fixtures))
-    results[1]["settings"]["limit"] = 0
+    metrics = copy.deepcopy(fixtures)
+    metrics["benchmark_train_trf"]["settings"]["limit"] = 0
     with pytest.raises(ValueError, match="different subsets"):
-        train_section(results)
+        train_reports(metrics)
 
 
 def test_a_peer_that_was_left_out_renders_as_not_measured(fixtures):
     report = copy.deepcopy(fixtures["benchmark_speed"])
     report["rows"] = [r for r in report["rows"] if r["system"] != "cnn"]
     report["systems"]["cnn"] = {"model": None, "left_out": "not given"}
-    text = speed_section(report)
-    assert "spaCy CNN `ner` (not given)" in text and "Fastest posattn_ner / spaCy CNN, words/s: n/a" in text
+    text = render_section("speed_table", report)
+    assert "Left out: spaCy CNN `ner` (not given)." in text
     assert "| 4,000 | n/a |" in text  # no × CNN without the CNN
 
 
@@ -69,8 +70,17 @@ def test_committed_benchmarks_and_headline_are_rendered_from_metrics():
     assert replace_marked(readme, "headline", render_headline(metrics)) == readme
 
 
+def test_benchmarks_is_one_section_per_question_within_250_lines():
+    text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf8")
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == ["Accuracy", "Speed", "Exit curve", "Exit policies", "The distilled student", "Training cost",
+                        "Calibration", "Annotation at scale"]  # fmt: skip
+    assert len(text.splitlines()) <= 250
+    assert text.count("Machine: ") >= 8 and "AVX512-BF16" in text
+
+
 def test_every_transcribed_figure_says_where_it_came_from():
-    for path in (ROOT / "metrics" / "transcribed").glob("*.json"):
+    for path in [*(ROOT / "metrics" / "transcribed").glob("*.json"), ROOT / "metrics" / "workflow_all.json"]:
         assert json.loads(path.read_text(encoding="utf8"))["source"], path
 
 
@@ -81,67 +91,28 @@ def test_replace_marked_needs_one_pair_of_markers():
         replace_marked("no markers", "x", "new\n")
 
 
-def test_exit_plot_is_a_png(fixtures, tmp_path):
-    plot_exit(fixtures["benchmark_exit"], tmp_path / "exit.png")
-    assert (tmp_path / "exit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_confidence_reports_render_to_the_expected_section(fixtures):
-    section = confidence_section(fixtures["calibrate_confidence"], fixtures["benchmark_confidence"])
+    section = render_section("confidence", fixtures["calibrate_confidence"], fixtures["benchmark_confidence"])
     assert section == expected("benchmark_confidence")
     at_edge = dict(fixtures["calibrate_confidence"], at_range_edge=True)
     assert "**1.500** (at an edge of the range searched, so the least log-loss may lie beyond it), fitted on" in (
-        confidence_section(at_edge, fixtures["benchmark_confidence"]))
+        render_section("confidence", at_edge, fixtures["benchmark_confidence"]))
 
 
 def test_confidence_section_says_how_to_get_the_speed_back_when_scores_cost_too_much(fixtures):
     report = copy.deepcopy(fixtures["benchmark_confidence"])
     report["speed"]["scores_on"]["words_per_second"] = 3000.0
     report["speed"]["overhead"] = 1.0 - 3000.0 / 3900.0
-    text = confidence_section(None, report)
+    text = render_section("confidence", None, report)
     assert "an overhead of **23.1%** (above the 10 % budget: where the scores are not needed, set the runtime setting `scores = false`" in text
     assert "Temperature 1.500, as saved in the pipeline (no calibrate-confidence report)." in text
     assert "Commands: `python -m scripts.confidence benchmark" in text and "(dev)" not in text
 
 
-def test_the_confidence_section_ends_benchmarks_once_its_reports_exist(fixtures):
-    metrics = {k: v for k, v in load_metrics(ROOT / "metrics").items() if not k.endswith("_confidence")}
-    without = render_benchmarks(metrics)
-    with_reports = render_benchmarks({**metrics, "calibrate_confidence": fixtures["calibrate_confidence"],
-                                      "benchmark_confidence": fixtures["benchmark_confidence"]})  # fmt: skip
-    assert "## Entity scores" not in without
-    section = "\n\n" + expected("benchmark_confidence")
-    assert section in with_reports and with_reports.replace(section, "", 1) == without  # other sections may follow
-
-
-def test_confidence_plots_are_pngs(fixtures, tmp_path):
+def test_plots_are_pngs(fixtures, tmp_path):
     drawn = plot_all(fixtures, tmp_path)
     names = ["benchmark_exit.png", "benchmark_confidence_reliability.png", "benchmark_confidence_pr.png"]
     assert [p.name for p in drawn] == names
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
     without = {k: v for k, v in fixtures.items() if k != "benchmark_confidence"}
     assert [p.name for p in plot_all(without, tmp_path / "only-exit")] == names[:1]
-
-
-def test_targets_table_gives_each_verdict_from_the_reports(fixtures):
-    """The #16 targets table: each verdict follows the figure it names, so a better
-    report turns "not met" into "met" without editing any text."""
-    from scripts.bench.targets_section import targets_section
-
-    exit_report = copy.deepcopy(fixtures["benchmark_exit"])
-    speed = copy.deepcopy(fixtures["benchmark_speed"])
-    reports = {"benchmark_exit": exit_report, "benchmark_exit_docs8": copy.deepcopy(exit_report),
-               "benchmark_speed": speed, "benchmark_speed_docs8": copy.deepcopy(speed),
-               "workflow_all": {"wall_seconds": 1500.0}}  # fmt: skip
-    assert targets_section({k: v for k, v in reports.items() if k != "workflow_all"}) is None  # not all there yet
-    text = targets_section(reports)
-    lines = text.splitlines()
-    assert len(lines) == 2 + 8
-    assert lines[-1].endswith("| 25 min 0 s | **not met** |")
-    reports["workflow_all"]["wall_seconds"] = 1100.0
-    for row in reports["benchmark_exit"]["rows"]:
-        row["ents_f"] = 0.86  # every threshold, so full depth and calibrated both pass
-    text = targets_section(reports)
-    one_sentence = [line for line in text.splitlines() if "(one-sentence docs)" in line and "F1" in line]
-    assert len(one_sentence) == 2 and all(line.endswith("| 0.8600 | met |") for line in one_sentence)
-    assert text.splitlines()[-1].endswith("| 18 min 20 s | met |")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from scripts import confidence
 from scripts.bench.calibration import TEMPERATURE_GRID, fit_temperature, log_loss, pr_curve, recall_at, reliability
-from scripts.bench.confidence_section import confidence_section
+from scripts.render_benchmarks import render_section
 from scripts.bench.data import fresh_docs, read_gold
 
 from .conftest import TOY
@@ -192,5 +192,5 @@ def test_benchmark_reports_calibration_precision_recall_and_cost(calibrated, dev
     assert speed["scores_on"]["words_per_second"] == max(speed["scores_on"]["passes"]) > 0
     assert speed["scores_on"]["ents_f"] == speed["scores_off"]["ents_f"]  # scores change no entity
     assert speed["overhead"] == pytest.approx(1 - speed["scores_on"]["words_per_second"] / speed["scores_off"]["words_per_second"])
-    text = confidence_section(cal, report)
-    assert text.startswith("## Entity scores") and report["command"] in text and cal["command"] in text
+    text = render_section("confidence", cal, report)
+    assert text.startswith(f"`{report['model']}` on `{report['data']}`") and report["command"] in text and cal["command"] in text

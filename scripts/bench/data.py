@@ -4,8 +4,9 @@ Every system is given Docs built from the gold words (no tokenizer runs), so F1 
 words/s compare the components, not the tokenizers, and the gold tokens line up
 one to one with the predicted ones.
 """
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
@@ -44,3 +45,46 @@ def write_prefix(nlp: Language, src: Path, dest: Path, limit: int) -> int:
     dest.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs).to_disk(dest)
     return len(docs)
+
+
+COMPONENT = "posattn_ner"
+
+
+def load_pipeline(path: Path, n_threads: int = 0, need: Optional[str] = COMPONENT) -> Language:
+    """The one pipeline loader of the project's scripts: ``spacy.load`` ``path`` with torch
+    set to ``n_threads`` threads first (0 = torch's default); a ValueError naming the path
+    if it does not load or has no ``need`` component (None: any pipeline)."""
+    import spacy
+    import torch
+
+    import spacy_posattn_ner  # noqa: F401  (registers the factory and the doc extensions)
+
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    try:
+        nlp = spacy.load(path)
+    except Exception as err:  # noqa: BLE001  (any load failure is reported with the path)
+        raise ValueError(f"{path}: could not be loaded as a spaCy pipeline: {err}") from None
+    if need is not None and need not in nlp.pipe_names:
+        raise ValueError(f"{path}: no '{need}' component (pipeline: {', '.join(nlp.pipe_names) or 'empty'})")
+    return nlp
+
+
+@contextmanager
+def override(pipe: Any, **settings: Any) -> Iterator[Any]:
+    """``with override(ner, exit_threshold=0.0, precision="fp32"):`` runs with those settings
+    and restores the pipe's own afterwards, whatever happens inside: the settings API's
+    ``ner.settings.override``."""
+    if hasattr(pipe, "settings"):
+        with pipe.settings.override(**settings):
+            yield pipe
+        return
+    # TODO(lead): drop after core merge (ner.settings exists there): setattr and restore by hand
+    saved = {name: getattr(pipe, name) for name in settings}
+    try:
+        for name, value in settings.items():
+            setattr(pipe, name, value)
+        yield pipe
+    finally:
+        for name, value in saved.items():
+            setattr(pipe, name, value)

@@ -1,18 +1,14 @@
-"""Formatting for the rendered reports: numbers, durations, ratios, tables.
-
-Every formatter takes None for "not measured" and says so ("n/a"), so a missing
-system or a failed run shows as such instead of raising while rendering.
-"""
-from typing import Dict, Iterable, Optional, Sequence
+"""Number formats for the rendered reports (the templates' filters). Every formatter
+takes None for "not measured" and says so ("n/a"), so a missing system or a failed run
+shows as such instead of raising while rendering."""
+from typing import Dict, Optional
 
 NA = "n/a"
 
 
 def ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
     """num / den; None when either is missing or den is not positive."""
-    if num is None or den is None or den <= 0:
-        return None
-    return num / den
+    return None if num is None or den is None or den <= 0 else num / den
 
 
 def fmt_int(value: Optional[float]) -> str:
@@ -26,6 +22,10 @@ def fmt_f1(value: Optional[float]) -> str:
 
 def fmt_x(value: Optional[float], digits: int = 2) -> str:
     return NA if value is None else f"{value:.{digits}f}"
+
+
+def fmt_pct(value: Optional[float]) -> str:
+    return NA if value is None else f"{value:.1%}"
 
 
 def fmt_points(value: Optional[float]) -> str:
@@ -62,16 +62,3 @@ def fmt_minutes(seconds: float) -> str:
     """14 min 35 s (prose)."""
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes} min {secs} s"
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], aligns: str) -> str:
-    """A markdown table; ``aligns`` has one letter per column: l (left) or r (right)."""
-    if len(aligns) != len(header):
-        raise ValueError(f"{len(header)} columns but {len(aligns)} alignments")
-    rule = ["---:" if a == "r" else "---" for a in aligns]
-    lines = [_row(header), _row(rule)] + [_row(row) for row in rows]
-    return "\n".join(lines)
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"

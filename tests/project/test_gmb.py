@@ -1,8 +1,8 @@
-"""Tests for spacy_posattn_ner.gmb and scripts/convert_gmb.py."""
+"""Tests for scripts/gmb.py and scripts/convert_gmb.py."""
 
 import collections
 import csv
-import importlib.util
+import importlib
 import pickle
 import re
 import subprocess
@@ -17,7 +17,7 @@ import typer
 from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
-from spacy_posattn_ner.gmb import (
+from scripts.gmb import (
     GMB_LABELS,
     CorpusCounts,
     GmbCounts,
@@ -32,10 +32,10 @@ from spacy_posattn_ner.gmb import (
 )
 
 HEADER = "Sentence #,Word,POS,Tag"
-REPO_ROOT = Path(__file__).parents[1]
+REPO_ROOT = Path(__file__).parents[2]
 REAL_ZIP_CANDIDATES = [
     REPO_ROOT / "assets/ner_dataset.csv.zip",
-    Path(__file__).parents[2] / "shared/assets/gmb/ner_dataset.csv.zip",
+    Path(__file__).parents[3] / "shared/assets/gmb/ner_dataset.csv.zip",
 ]
 
 # CSV line 1 is the header. Line numbers of each row are given on the right.
@@ -307,7 +307,7 @@ def test_gmb_module_imports_nothing_heavy() -> None:
     # gmb.py itself (loaded on its own, without the package __init__) must stay light.
     code = (
         "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('gmb', {str(REPO_ROOT / 'spacy_posattn_ner/gmb.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('gmb', {str(REPO_ROOT / 'scripts/gmb.py')!r})\n"
         "module = sys.modules['gmb'] = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n"
         "print(sorted(m for m in ('torch', 'spacy', 'thinc', 'numpy', 'transformers') if m in sys.modules))\n"
@@ -496,11 +496,7 @@ def test_verify_docs_finds_lost_changed_and_extra_sentences(tmp_path: Path) -> N
 
 
 def load_cli_module():
-    spec = importlib.util.spec_from_file_location("convert_gmb", REPO_ROOT / "scripts/convert_gmb.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("scripts.convert_gmb")
 
 
 def load_cli():
@@ -717,3 +713,86 @@ def test_real_corpus_counts() -> None:
     words_by_line = {s.line + i: w for s in sents for i, w in enumerate(s.words)}
     assert [words_by_line[line] for line in (1788, 219477, 219488, 434109)] == ["\u2026"] * 4
     assert canonical_split(len(sents)) == (38367, 4795, 4797)
+
+
+# --- damaged, re-encoded and repeated input (#27) --------------------------------
+
+
+def zip_of(tmp_path: Path, csv_path: Path) -> Path:
+    zip_path = tmp_path / "ner_dataset.csv.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(csv_path, "ner_dataset.csv")
+    return zip_path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_a_zip", "empty"])
+def test_damaged_zip_is_an_error_naming_the_file(tmp_path: Path, damage: str) -> None:
+    good = zip_of(tmp_path, write_csv(tmp_path / "ner_dataset.csv", SMALL_ROWS * 1))
+    data = good.read_bytes()
+    bad = tmp_path / "bad.csv.zip"
+    bad.write_bytes({"truncated": data[: len(data) // 2], "not_a_zip": b"Sentence #,Word,POS,Tag\r\n", "empty": b""}[damage])
+    with pytest.raises(GmbFormatError, match=rf"^{re.escape(str(bad))}: not a readable zip archive \(\d+ bytes; truncated, or not a zip\?\)") as exc:
+        list(read_gmb(bad))
+    assert exc.value.line is None
+
+
+def test_cli_reports_a_truncated_zip_without_a_traceback(tmp_path: Path) -> None:
+    data = synthetic_corpus(tmp_path, 25).read_bytes()
+    bad = tmp_path / "cut.csv.zip"
+    bad.write_bytes(data[:-30])  # the central directory's end is gone
+    result = CliRunner().invoke(load_cli(), [str(bad), str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, GmbFormatError)
+    assert str(result.exception).startswith(f"{bad}: not a readable zip archive")
+    assert not (tmp_path / "out" / "train.spacy").exists()
+
+
+def test_utf8_copy_reads_as_the_same_words(tmp_path: Path) -> None:
+    """A UTF-8 copy read as latin-1 would turn 'Sébastien' into 'SÃ©bastien'; it is
+    detected and decoded to the latin-1 original's words (U+0085 still becomes '…')."""
+    rows = SMALL_ROWS + ["Sentence: 4,Sébastien,NNP,B-per", ",\x85,:,O", ",Zürich,NNP,B-geo"]
+    original = write_csv(tmp_path / "latin1.csv", rows)
+    copy = tmp_path / "utf8.csv"
+    copy.write_bytes(original.read_bytes().decode("latin-1").encode("utf-8"))
+    with_bom = tmp_path / "bom.csv"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + copy.read_bytes())
+    want = list(read_gmb(original))
+    assert want[-1].words == ("Sébastien", "\u2026", "Zürich")
+    for path, encoding in ((copy, "utf-8"), (with_bom, "utf-8-sig"), (zip_of(tmp_path, copy), "utf-8")):
+        reader = read_gmb(path)
+        assert list(reader) == want
+        assert reader.counts.encoding == encoding
+    reader = read_gmb(original)
+    list(reader)
+    assert reader.counts.encoding == "latin-1"
+
+
+def test_cli_says_when_it_decodes_a_utf8_copy(tmp_path: Path) -> None:
+    rows = [f"Sentence: {i},Sébastien{i},NNP,B-per" for i in range(1, 11)]
+    copy = tmp_path / "utf8.csv"
+    copy.write_bytes(write_csv(tmp_path / "latin1.csv", rows).read_bytes().decode("latin-1").encode("utf-8"))
+    result = CliRunner().invoke(load_cli(), [str(copy), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "is not latin-1 like the published corpus" in flat(result.output)
+    assert read_split(tmp_path / "out", "train")[0] == ["Sébastien1"]
+
+
+def test_repeated_sentence_id_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    rows = SMALL_ROWS + ["Sentence: 2,Again,NNP,O"]  # line 15 repeats line 9's id
+    path = write_csv(tmp_path / "dup.csv", rows)
+    with pytest.raises(GmbFormatError, match=r"dup\.csv line 15: 'Sentence: 2' repeats the sentence id of line 9"):
+        list(read_gmb(path))
+
+
+def test_real_corpus_utf8_copy_reads_as_the_original(tmp_path: Path) -> None:
+    """The real corpus's 53 non-ASCII words (22 latin-1 letters such as 'Sébastien',
+    31 cp1252 punctuation such as '…') come back the same from a UTF-8 copy as from
+    the latin-1 original (read as latin-1, the copy gave 53 mojibake words)."""
+    path = find_real_zip()
+    with zipfile.ZipFile(path) as zf:
+        data = zf.read("ner_dataset.csv")
+    copy = tmp_path / "ner_dataset.csv"
+    copy.write_bytes(data.decode("latin-1").encode("utf-8"))
+    original = list(read_gmb(path))
+    assert list(read_gmb(copy)) == original
+    assert sum(any(ord(c) > 0x7F for c in w) for s in original for w in s.words) == 53

@@ -13,7 +13,8 @@ never a line break, so a stray ``"`` cannot make the CSV module join lines.
 
 This module imports only the standard library at import time; spaCy is
 imported lazily by :func:`sentences_to_docs`, so reading and validating the
-corpus stays cheap.
+corpus stays cheap. It is the project's (``scripts/convert_gmb.py`` runs it), not
+the package's: the component never reads the GMB CSV.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import csv
 import io
 import re
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -66,6 +68,7 @@ GMB_LABELS: Tuple[str, ...] = ("art", "eve", "geo", "gpe", "nat", "org", "per", 
 GMB_HEADER: Tuple[str, ...] = ("Sentence #", "Word", "POS", "Tag")
 
 ENCODING = "latin-1"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 _SENTENCE_MARKER = re.compile(r"Sentence: [0-9]+")
 
@@ -170,13 +173,32 @@ def _fix_word(word: str) -> str:
     return word
 
 
-@contextmanager
-def _open_text(path: Path) -> Iterator[Tuple[TextIO, str]]:
-    """Open ``path`` (a ``.zip`` with one ``.csv`` member, or a CSV) as latin-1 text.
+def _sniff_encoding(data: bytes) -> str:
+    """The file's encoding: latin-1 as documented, unless the bytes are a UTF-8 copy.
 
-    Yields the stream and the name to use in error messages.
+    A UTF-8 copy of the corpus (what re-saving it in most editors gives) read as
+    latin-1 turns every non-ASCII word into mojibake (``SÃ©bastien``) and still
+    passes every format check, so it is told apart here: the real file has bytes
+    that are not valid UTF-8 (0x85 alone), a UTF-8 copy decodes whole. Decoded
+    as UTF-8 it gives the original's words (U+0080-U+009F then map as in
+    :func:`_fix_word`). A file of ASCII only reads the same either way.
     """
-    if path.suffix.lower() == ".zip":
+    if data.startswith(UTF8_BOM):
+        return "utf-8-sig"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ENCODING
+    return "utf-8" if any(byte >= 0x80 for byte in data) else ENCODING
+
+
+def _read_bytes(path: Path) -> Tuple[bytes, str]:
+    """The CSV bytes of ``path`` (a ``.zip`` with one ``.csv`` member, or a CSV) and
+    the name to use in error messages; a damaged archive is a :class:`GmbFormatError`
+    naming it, not a raw ``BadZipFile`` traceback."""
+    if path.suffix.lower() != ".zip":
+        return path.read_bytes(), str(path)
+    try:
         with zipfile.ZipFile(path) as archive:
             members = [
                 info
@@ -193,14 +215,24 @@ def _open_text(path: Path) -> Iterator[Tuple[TextIO, str]]:
                     f"expected exactly one .csv file in the zip archive, "
                     f"found {len(members)} ({names})",
                 )
-            with archive.open(members[0]) as raw:
-                # newline="" lets the csv module see the raw line endings; only
-                # \r, \n and \r\n end a line (not U+0085, unlike str.splitlines).
-                text = io.TextIOWrapper(raw, encoding=ENCODING, newline="")
-                yield text, f"{path}:{members[0].filename}"
-    else:
-        with open(path, encoding=ENCODING, newline="") as text:
-            yield text, str(path)
+            return archive.read(members[0]), f"{path}:{members[0].filename}"
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
+        size = path.stat().st_size
+        raise GmbFormatError(
+            str(path), None, f"not a readable zip archive ({size:,} bytes; truncated, or not a zip?): {err}"
+        ) from None
+
+
+@contextmanager
+def _open_text(path: Path, counts: "GmbCounts") -> Iterator[Tuple[TextIO, str]]:
+    """Open ``path`` as text in its encoding (:func:`_sniff_encoding`, recorded in
+    ``counts.encoding``); yields the stream and the name to use in error messages."""
+    data, source = _read_bytes(path)
+    counts.encoding = _sniff_encoding(data)
+    # newline="" lets the csv module see the raw line endings; only \r, \n and
+    # \r\n end a line (not U+0085, unlike str.splitlines).
+    with io.TextIOWrapper(io.BytesIO(data), encoding=counts.encoding, newline="") as text:
+        yield text, source
 
 
 @dataclass
@@ -218,6 +250,7 @@ class GmbCounts:
     sentences: int = 0
     tokens: int = 0
     complete: bool = False
+    encoding: str = ENCODING  #: what the file was decoded as (see _sniff_encoding)
 
 
 class GmbReader(Iterator[GmbSentence]):
@@ -248,8 +281,10 @@ def read_gmb(path: Union[str, Path]) -> GmbReader:
     with other than 4 columns, a first data row without ``Sentence: N``, a
     malformed ``Sentence #`` value, a tag that is not ``O``/``B-x``/``I-x`` with
     ``x`` in :data:`GMB_LABELS`, an ``I-x`` not preceded by ``B-x``/``I-x`` in
-    the same sentence, and a word that is empty, whitespace only, or has
-    leading/trailing whitespace. A ``.zip`` must hold exactly one ``.csv``.
+    the same sentence, a ``Sentence: N`` id seen before (naming both lines), and
+    a word that is empty, whitespace only, or has leading/trailing whitespace.
+    A ``.zip`` must hold exactly one ``.csv``; a truncated or non-zip ``.zip`` is
+    a :class:`GmbFormatError` naming the file.
 
     One physical line is one row. Quoted fields are read as CSV (the real
     file writes the word ``,`` as ``","``, the word ``"`` quoted and doubled,
@@ -262,7 +297,9 @@ def read_gmb(path: Union[str, Path]) -> GmbReader:
     (``ab"c``) merges nothing and is kept as part of the word.
 
     Every row becomes exactly one word with its tag; nothing is dropped. The
-    file is decoded as latin-1 (lossless for any byte), but the code points
+    file is decoded as latin-1 (lossless for any byte) unless its bytes are a
+    UTF-8 copy of it, which is decoded as UTF-8 to the same words
+    (``counts.encoding`` says which; see :func:`_sniff_encoding`). The code points
     U+0080-U+009F in a word are mapped to the cp1252 characters those bytes
     stand for (the file is really Windows-1252 there). In the real corpus this
     turns the 4 rows whose latin-1 word is U+0085 alone (whitespace to Python
@@ -294,7 +331,7 @@ def _show(text: str, limit: int = 80) -> str:
 
 
 def _iter_sentences(path: Path, counts: GmbCounts) -> Iterator[GmbSentence]:
-    with _open_text(path) as (stream, source):
+    with _open_text(path, counts) as (stream, source):
 
         def fail(line: Optional[int], problem: str) -> GmbFormatError:
             return GmbFormatError(source, line, problem)
@@ -345,6 +382,7 @@ def _iter_sentences(path: Path, counts: GmbCounts) -> Iterator[GmbSentence]:
             words: List[str] = []
             tags: List[str] = []
             start = 0  # line of the current sentence's first row; 0 = none yet
+            seen: Dict[str, int] = {}  # sentence id -> the line that gave it first
             prev_tag: Optional[str] = None
             for row in reader:
                 parsed += 1
@@ -356,6 +394,9 @@ def _iter_sentences(path: Path, counts: GmbCounts) -> Iterator[GmbSentence]:
                 if marker:
                     if not _SENTENCE_MARKER.fullmatch(marker):
                         raise fail(line, f"'Sentence #' is {marker!r}, expected 'Sentence: N'")
+                    if marker in seen:
+                        raise fail(line, f"{marker!r} repeats the sentence id of line {seen[marker]}")
+                    seen[marker] = line
                     if words:
                         counts.sentences += 1
                         yield GmbSentence(tuple(words), tuple(tags), start)
