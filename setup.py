@@ -49,6 +49,13 @@ setup(
         ],
         "spacy_loggers": [
             "spacy-posattn-ner.JsonlLogger.v1 = spacy_posattn_ner.training_log:make_jsonl_logger",
+            "spacy-posattn-ner.TrainingCheckLogger.v1 = spacy_posattn_ner.training.check:make_training_check_logger",
+        ],
+        "spacy_misc": [
+            "spacy-posattn-ner.schedule.v1 = spacy_posattn_ner.training.schedule:schedule_part",
+        ],
+        "thinc_schedules": [
+            "spacy-posattn-ner.warmup_linear_corpus.v1 = spacy_posattn_ner.training.schedule:warmup_linear_corpus",
         ],
     },
     classifiers=[

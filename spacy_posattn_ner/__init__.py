@@ -6,6 +6,7 @@ Importing the package registers the ``posattn_ner`` factory and the
 from . import architectures  # noqa: F401  (registers architectures)
 from .backbone import EMBEDDED_BACKBONE, BackboneLoadError, FrozenBackbone
 from .pipeline import PosAttnNER, make_posattn_ner
+from .training import check, schedule  # noqa: F401  (registers the schedule functions and the check logger)
 from .training_log import make_jsonl_logger  # noqa: F401  (registers spacy-posattn-ner.JsonlLogger.v1)
 
 __version__ = "0.1.0"

@@ -124,7 +124,7 @@ def test_spacy_train_runs_backbone_once_per_distinct_doc(tiny_backbone, tmp_path
         "training.eval_frequency": 2,
         "training.batcher.size.start": 20,
         "training.batcher.size.stop": 20,
-        "training.logger.progress_bar": False,
+        "training.logger.logger.progress_bar": False,
         "components.posattn_ner.model.backbone.name": tiny_backbone,
         "components.posattn_ner.model.width": 32,
         "components.posattn_ner.model.depth": 1,

@@ -23,7 +23,7 @@ def project_run(tmp_path_factory):
     cmd = [
         sys.executable, "-m", "spacy", "project", "run", "all", str(project),
         "--vars.limit", "60", "--vars.eval_limit", "40", "--vars.max_steps", "12",
-        "--vars.eval_frequency", "6", "--vars.gmb_zip", str(zip_path), "--vars.gmb_source", str(zip_path),
+        "--vars.evaluations", "2", "--vars.gmb_zip", str(zip_path), "--vars.gmb_source", str(zip_path),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -1,0 +1,1 @@
+"""Training helpers: what only ``spacy train`` (and ``distill``) needs, never inference."""
