@@ -1,0 +1,1 @@
+"""Training-only code: gold tags, losses, the training log (nothing here runs at inference)."""
