@@ -7,7 +7,7 @@ loaded from disk or installed from a wheel. The PyTorch head's size depends on t
 labels, so it is built at ``initialize`` (and rebuilt from the component's cfg
 before its weights are loaded).
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -27,6 +27,10 @@ from .segments import head_rows
 PaddedScores = Tuple[Floats3d, Ints1d]
 # In training the head runs on length-sorted groups of at most this many padded tokens.
 TRAIN_TOKEN_BUDGET = 2048
+# Other heads (the distilled student): head_config["head_builder"] names one here, and
+# ensure_head calls it instead of building a PosAttnHead (the component rebuilds the
+# head through ensure_head before loading weights).
+HEAD_BUILDERS: Dict[str, Callable[[Model, int, int], None]] = {}
 
 
 # -- the backbone node ---------------------------------------------------------
@@ -128,6 +132,9 @@ def ensure_head(model: Model, n_layers: int, hidden_width: int) -> None:
     if has_head(model):
         return
     cfg: Dict[str, Any] = model.attrs["head_config"]
+    if cfg.get("head_builder") is not None:
+        HEAD_BUILDERS[cfg["head_builder"]](model, n_layers, hidden_width)
+        return
     kwargs = dict(
         hidden_width=hidden_width,
         n_tags=model.get_dim("nO"),
