@@ -107,6 +107,11 @@ def annotate_cli(
         summary_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf8")
 
 
+from ..student.cli import register as _register_distill  # noqa: E402
+
+_register_distill(app)
+
+
 def main() -> None:
     """The console script."""
     app(prog_name="spacy-posattn-ner")
