@@ -139,6 +139,8 @@ def distill(
     for shard_docs, shard_probs in read_shards(targets_dir, nlp):
         docs.extend(shard_docs)
         probs.extend(shard_probs)
+    sample = [Example(d, d) for d in docs[:10]]
+    ner.initialize(lambda: sample, nlp=nlp, labels=list(teacher.get_pipe("posattn_ner").labels))
     gold_docs = _gold_index(nlp, gold)
     tag_index = {tag: i for i, tag in enumerate(ner.tags)}
     golds: List[Optional[numpy.ndarray]] = []
@@ -147,8 +149,6 @@ def distill(
         golds.append(gold_tag_ids(Example(doc, ref), tag_index, where=f"--gold doc {doc.text[:40]!r}: ")
                      if ref is not None else None)
     say(f"{len(docs):,} docs, {sum(g is not None for g in golds):,} with gold")
-    sample = [Example(d, d) for d in docs[:10]]
-    ner.initialize(lambda: sample, nlp=nlp, labels=list(teacher.get_pipe("posattn_ner").labels))
     dev_examples = [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d)
                     for d in DocBin().from_disk(dev).get_docs(nlp.vocab)] if dev else []
     lengths = [len(d) for d in docs]
