@@ -1,13 +1,14 @@
 """spacy-posattn-ner: NER from a frozen transformer and a positional-attention tagger.
 
 Importing the package registers the ``posattn_ner`` factory and the
-``spacy-posattn-ner.*`` architectures (entry points do the same for spaCy).
+``spacy-posattn-ner.*`` architectures and exit policies (entry points do the same for spaCy).
 """
 from . import architectures  # noqa: F401  (registers architectures)
 from .backbone import EMBEDDED_BACKBONE, BackboneLoadError, FrozenBackbone
-from .pipeline import PosAttnNER, make_posattn_ner
+from .component import PosAttnNER, make_posattn_ner
+from .settings import Settings
 from .training import check, schedule  # noqa: F401  (registers the schedule functions and the check logger)
-from .training_log import make_jsonl_logger  # noqa: F401  (registers spacy-posattn-ner.JsonlLogger.v1)
+from .training.log import make_jsonl_logger  # noqa: F401  (registers spacy-posattn-ner.JsonlLogger.v1)
 
 __version__ = "0.1.0"
-__all__ = ["PosAttnNER", "make_posattn_ner", "FrozenBackbone", "BackboneLoadError", "EMBEDDED_BACKBONE"]
+__all__ = ["PosAttnNER", "Settings", "make_posattn_ner", "FrozenBackbone", "BackboneLoadError", "EMBEDDED_BACKBONE"]

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GMB_ZIP_CANDIDATES = [
     ROOT / "assets" / "ner_dataset.csv.zip",
     ROOT.parent / "shared" / "assets" / "gmb" / "ner_dataset.csv.zip",
+    ROOT.parents[1] / "shared" / "assets" / "gmb" / "ner_dataset.csv.zip",  # from a worktree in /work/wt/
 ]
 
 SMALL_HEAD = {
@@ -60,7 +61,10 @@ def tiny_backbone(tmp_path_factory) -> str:
 
 
 def pipe_config(backbone: str, **head) -> Dict:
-    return {"model": {**SMALL_HEAD, **head, "backbone": {"name": backbone, "window": 24, "stride": 16}}}
+    """A small PosAttnTagger.v1 over FrozenBackbone.v1 (stated: the factory's default is the shipped v3)."""
+    windows = {"@architectures": "spacy-posattn-ner.FrozenBackbone.v1", "name": backbone, "window": 24, "stride": 16}
+    model = {"@architectures": "spacy-posattn-ner.PosAttnTagger.v1", **SMALL_HEAD, **head, "backbone": windows}
+    return {"model": model}
 
 
 def make_nlp(backbone: str, **head) -> Language:

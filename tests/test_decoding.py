@@ -3,7 +3,7 @@ import torch
 from spacy.lang.en import English
 from spacy.training.iob_utils import biluo_tags_to_spans
 
-from spacy_posattn_ner.layers.decoding import best_paths, entity_bounds, make_tags, transition_masks, viterbi
+from spacy_posattn_ner.decoding import best_paths, entity_bounds, make_tags, transition_masks, viterbi
 
 TAGS = make_tags(["geo", "per", "tim"])
 MASKS = tuple(torch.from_numpy(a) for a in transition_masks(TAGS))

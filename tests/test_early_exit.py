@@ -7,9 +7,9 @@ from spacy.tokens import Doc
 import torch
 
 from spacy_posattn_ner.backbone import layerwise
-from spacy_posattn_ner.engine import TagScores
+from spacy_posattn_ner.model.engine import TagScores
 from spacy_posattn_ner.layers.lexical import lexical_ids_many
-from spacy_posattn_ner.models import get_backbone, get_head, pad_features
+from spacy_posattn_ner.model.nodes import get_backbone, get_head, pad_features
 
 from .conftest import ents_of, exit_config, toy_examples, train, trained_exit_nlp
 
@@ -186,7 +186,7 @@ def test_v3_rejects_a_size_list_that_does_not_match_the_exits(tiny_backbone):
 def test_exit_heads_run_at_the_backbones_resolved_precision(exit_nlp, monkeypatch):
     """'auto' must mean the same for the exit heads as for the backbone (it once
     left the heads in fp32 while the backbone ran in bf16)."""
-    from spacy_posattn_ner import engine
+    from spacy_posattn_ner.model import engine
     from spacy_posattn_ner.backbone import resolve_precision
 
     seen = []

@@ -9,7 +9,7 @@ import torch
 import spacy
 from spacy.tokens import Doc, DocBin
 
-from spacy_posattn_ner.models import get_backbone, get_head
+from spacy_posattn_ner.model.nodes import get_backbone, get_head
 from spacy_posattn_ner.feature_cache import DEFAULT_MAX_DISK_MB, FeatureCache, FeatureCacheFullError, doc_key
 
 from .conftest import ROOT, ents_of, make_nlp, pipe_config, toy_examples, train

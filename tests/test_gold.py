@@ -5,8 +5,8 @@ import spacy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from spacy_posattn_ner.gold import gold_tag_ids
-from spacy_posattn_ner.layers.decoding import make_tags
+from spacy_posattn_ner.training.gold import gold_tag_ids
+from spacy_posattn_ner.decoding import make_tags
 
 from .conftest import gmb_examples
 

@@ -7,8 +7,8 @@ import numpy
 import pytest
 import torch
 
-from spacy_posattn_ner.layers.decoding import best_paths, entity_bounds, make_tags, transition_masks
-from spacy_posattn_ner.layers.marginals import (
+from spacy_posattn_ner.decoding import best_paths, entity_bounds, make_tags, transition_masks
+from spacy_posattn_ner.decoding.marginals import (
     Lattice,
     candidate_spans,
     forward_backward,

@@ -8,7 +8,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Adam
 
-from spacy_posattn_ner.models import get_backbone
+from spacy_posattn_ner.model.nodes import get_backbone
 from spacy_posattn_ner.backbone import BackboneLoadError
 
 from .conftest import ents_of, gmb_examples, make_nlp, pipe_config, toy_examples, train
@@ -101,7 +101,9 @@ def test_overfits_toy_data_and_backbone_stays_frozen(tiny_backbone):
 def test_overfits_gmb_sentences_embedded_backbone(gmb_sentences):
     """The real default: the embedded MiniLM, 12 GMB sentences learned by heart."""
     nlp = spacy.blank("en")
-    nlp.add_pipe("posattn_ner", config={"model": {"width": 64, "depth": 1, "dropout": 0.0}})
+    nlp.add_pipe("posattn_ner", config={"model": {
+        "@architectures": "spacy-posattn-ner.PosAttnTagger.v1", "width": 64, "depth": 1, "dropout": 0.0,
+        "backbone": {"@architectures": "spacy-posattn-ner.FrozenBackbone.v1"}}})
     examples = gmb_examples(nlp, gmb_sentences[:12])
     assert sum(len(eg.reference.ents) for eg in examples) > 20
     train(nlp, examples, n_iter=60, learn_rate=0.01)

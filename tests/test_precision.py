@@ -5,7 +5,7 @@ import spacy
 import torch
 
 from spacy_posattn_ner.backbone import resolve_precision, resolve_train_precision
-from spacy_posattn_ner.models import get_backbone
+from spacy_posattn_ner.model.nodes import get_backbone
 
 from .conftest import TOY, ents_of, make_nlp, toy_examples, train
 

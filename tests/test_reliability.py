@@ -26,8 +26,8 @@ from spacy.tokens import Doc
 
 from spacy_posattn_ner.backbone import BackboneLoadError
 from spacy_posattn_ner.backbone.encoder import from_archive, to_archive
-from spacy_posattn_ner.engine import TagScores
-from spacy_posattn_ner.models import get_backbone, get_head
+from spacy_posattn_ner.model.engine import TagScores
+from spacy_posattn_ner.model.nodes import get_backbone, get_head
 
 from .conftest import ROOT, ents_of, make_nlp, toy_examples
 

@@ -7,7 +7,7 @@ import torch
 from spacy.tokens import Doc
 
 from spacy_posattn_ner.backbone import TokenPooler
-from spacy_posattn_ner.engine import segment_ids
+from spacy_posattn_ner.model.engine import segment_ids
 
 from .conftest import trained_exit_nlp
 

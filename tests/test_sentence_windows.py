@@ -8,7 +8,7 @@ import spacy
 from spacy.tokens import Doc
 
 from spacy_posattn_ner.backbone.layerwise import LayerRunner
-from spacy_posattn_ner.models import get_backbone
+from spacy_posattn_ner.model.nodes import get_backbone
 from spacy_posattn_ner.segments import segment_bounds
 
 from .conftest import exit_config, trained_exit_nlp

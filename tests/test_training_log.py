@@ -10,7 +10,7 @@ import pytest
 import spacy
 from spacy.util import registry
 
-from spacy_posattn_ner.training_log import JsonlLogPathError
+from spacy_posattn_ner.training.log import JsonlLogPathError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOGGER = "spacy-posattn-ner.JsonlLogger.v1"

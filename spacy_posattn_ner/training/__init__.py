@@ -1,1 +1,1 @@
-"""Training helpers: what only ``spacy train`` (and ``distill``) needs, never inference."""
+"""Training-only code: gold tags, losses, the schedule, the training log and its checks (nothing here runs at inference)."""

@@ -1,12 +1,12 @@
 """The trainable head: layer mix + lexical features → positional attention → tag scores."""
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .attention import PositionalAttentionBlock, run_blocks
-from .dropout import FastDropout
-from .lexical import LexicalEmbed
+from ...layers.attention import PositionalAttentionBlock, run_blocks
+from ...layers.dropout import FastDropout
+from ...layers.lexical import LexicalEmbed
 
 
 class ScalarMix(nn.Module):
@@ -55,6 +55,18 @@ class PosAttnHead(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.tagger = nn.Linear(width, n_tags)
+
+    def exits(self) -> List[Tuple[int, "PosAttnHead"]]:
+        """One exit, after the last layer its mix covers."""
+        return [(int(self.mix.logits.shape[0]) - 1, self)]
+
+    def mix_weights(self) -> torch.Tensor:
+        """Each hidden state's weight in the mix, scale included: ``(n_layers,)``."""
+        return self.mix.weights()
+
+    @property
+    def n_tags(self) -> int:
+        return self.tagger.out_features
 
     def forward(self, hidden: torch.Tensor, lex_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """hidden (B, L, T, W) float; lex_ids (B, T, A, S) long; mask (B, T) bool → (B, T, n_tags)."""

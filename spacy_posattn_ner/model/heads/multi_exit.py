@@ -1,15 +1,15 @@
-"""Exit heads (one per chosen backbone layer) and the confidence policy.
+"""Exit heads, one per chosen backbone layer.
 
 Each exit has a head of its own over the layers seen so far (FastNER; Li et al.
 2021): a sentence (or a doc without sentence starts) whose prediction at an early
-exit is already confident leaves there (engine.py runs the policy).
+exit is confident enough (the exit policy, ``model/exit_policies.py``) leaves there.
 """
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .head import PosAttnHead
+from .posattn import PosAttnHead
 
 
 class MultiExitHead(nn.Module):
@@ -31,19 +31,11 @@ class MultiExitHead(nn.Module):
             PosAttnHead(n_layers=k + 1, **{**head_kwargs, **own}) for k, own in zip(self.exit_layers, per_exit)
         )
 
+    def exits(self) -> List[Tuple[int, PosAttnHead]]:
+        return list(zip(self.exit_layers, self.heads))
+
     def forward(self, hidden: torch.Tensor, lex_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Training: every exit's scores, ``(n_exits, B, T, n_tags)``."""
         return torch.stack(
             [head(hidden[:, : k + 1], lex_ids, mask) for k, head in zip(self.exit_layers, self.heads)]
         )
-
-
-def segment_confidence(log_probs: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
-    """Per segment (a sentence, or a whole doc): the lowest, over its tokens, of the most
-    likely tag's probability. One unsure token keeps the whole segment going, which
-    protects entity boundaries better than an average would. ``segment`` (B, T) long
-    holds each token's segment number (< ``n_segments``); padding is ignored.
-    → (n_segments,), 1.0 for segments with no token here."""
-    top = log_probs.max(dim=-1).values.exp()
-    out = torch.ones(n_segments, dtype=top.dtype, device=top.device)
-    return out.scatter_reduce(0, segment[mask], top[mask], reduce="amin")

@@ -27,12 +27,11 @@ import numpy
 import torch
 from spacy.tokens import Doc
 
-from .backbone import FrozenBackbone, TokenPooler, Window, resolve_precision
-from .batching import length_chunks
-from .layers.exits import MultiExitHead, segment_confidence
-from .layers.head import PosAttnHead
-from .layers.lexical import lexical_ids_many
-from .segments import head_rows, segment_starts
+from ..backbone import FrozenBackbone, TokenPooler, Window, resolve_precision
+from ..batching import length_chunks
+from ..layers.lexical import lexical_ids_many
+from ..segments import head_rows, segment_starts
+from .exit_policies import ExitPolicy, least_sure_token_confidence
 
 # The heads run on length-sorted groups of docs of at most this many padded tokens,
 # so one long doc does not set the padding of a whole batch.
@@ -65,14 +64,6 @@ def segment_ids(docs: Sequence[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
         parts.append(ids)
     empty = numpy.zeros((0,), dtype="int64")
     return (numpy.concatenate(parts), numpy.concatenate(owners)) if parts else (empty, empty)
-
-
-def exit_heads(head: torch.nn.Module) -> Tuple[List[int], List[PosAttnHead]]:
-    """The exits of a head: ``MultiExitHead``'s, or one after the last layer for a
-    plain ``PosAttnHead`` (whose mix covers every hidden state)."""
-    if isinstance(head, MultiExitHead):
-        return list(head.exit_layers), list(head.heads)
-    return [int(head.mix.logits.shape[0]) - 1], [head]
 
 
 def exits_to_try(n_exits: int, threshold: float) -> List[int]:
@@ -109,15 +100,18 @@ def tag_scores(
     lexical_rows: Sequence[int],
     threshold: float,
     precision: str,
+    policy: ExitPolicy = least_sure_token_confidence,
     token_budget: int = INFERENCE_TOKEN_BUDGET,
 ) -> TagScores:
-    """Run the backbone layer by layer and the exits after it (see the module doc)."""
+    """Run the backbone layer by layer and the exits after it (see the module doc).
+    ``head`` is any head of ``model/heads`` (its ``exits()``); ``policy`` gives each
+    segment's confidence at an early exit, compared with ``threshold``."""
     device = backbone.device
     if head.training:  # dropout off; training mode comes back with the next update
         head.eval()
-    layers, heads = exit_heads(head)
+    layers, heads = (list(x) for x in zip(*head.exits()))
     lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
-    n_tags = heads[-1].tagger.out_features
+    n_tags = heads[-1].n_tags
     seg_np, seg_doc = segment_ids(docs)
     offsets = numpy.concatenate([[0], numpy.cumsum(lengths)])
     n_segments = len(seg_doc)
@@ -161,7 +155,9 @@ def tag_scores(
                         pooler.add(b.plan, b.runner.next_layer(), layer)
             computed = layers[j] + 1
             last = j == to_try[-1]
-            going_on = _apply_exit(flat, segments, heads[j], layers[j], rows, lex, pooler, threshold, last, autocast, token_budget)
+            going_on = _apply_exit(
+                flat, segments, heads[j], layers[j], rows, lex, pooler, (policy, threshold), last, autocast, token_budget
+            )
             if not going_on.any():
                 break
             active = numpy.unique(segments.doc[going_on])
@@ -179,14 +175,16 @@ def tag_scores(
 
 
 def _apply_exit(
-    flat: torch.Tensor, segments: _Segments, head: PosAttnHead, layer: int, rows: Tuple[numpy.ndarray, numpy.ndarray],
-    lex: torch.Tensor, pooler: TokenPooler, threshold: float, last: bool, autocast: bool, token_budget: int,
+    flat: torch.Tensor, segments: _Segments, head: torch.nn.Module, layer: int,
+    rows: Tuple[numpy.ndarray, numpy.ndarray], lex: torch.Tensor, pooler: TokenPooler,
+    rule: Tuple[ExitPolicy, float], last: bool, autocast: bool, token_budget: int,
 ) -> numpy.ndarray:
     """Score the ``rows`` (first token, length: whole docs for context, or sentences)
     with one exit's head; write the answers of the segments that finish here into
     ``flat`` (one row per token); return which segments go on (host bools)."""
     device = flat.device
-    weights = head.mix.weights()  # its length is the number of layers it mixes
+    policy, threshold = rule
+    weights = head.mix_weights()  # its length is the number of layers it mixes
     n_segments = len(segments.doc)
     row_first, row_length = rows
     for chunk in length_chunks(row_length, token_budget):
@@ -202,7 +200,7 @@ def _apply_exit(
         seg = segments.of_token[index]  # (B, T)
         finish = segments.active.clone()
         if not last:
-            finish &= segment_confidence(log_probs, mask_t, seg, n_segments) >= threshold
+            finish &= policy(log_probs, mask_t, seg, n_segments) >= threshold
         tokens = index[mask_t]
         finish_tok = finish[seg[mask_t]]
         flat[tokens] = torch.where(finish_tok[:, None], log_probs[mask_t], flat[tokens])

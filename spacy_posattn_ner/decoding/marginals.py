@@ -1,6 +1,6 @@
 """Posterior marginals over the constrained BILUO lattice, and the candidate spans they imply.
 
-Viterbi (``decoding.py``) picks one best allowed path; this module says how sure the model is of
+Viterbi (``viterbi.py``) picks one best allowed path; this module says how sure the model is of
 each entity. The sequence is read as a linear-chain model: a path's score is the sum of its tokens'
 log-probabilities, allowed transitions/first tags/last tags cost 0 and the others are impossible, so
 ``P(path) = exp(score) / Z`` with ``Z`` summed over the allowed paths only. Forward–backward (log
@@ -38,7 +38,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 import numpy
 import torch
 
-from .decoding import PREFIXES
+from .viterbi import PREFIXES
 
 NEG = -1e30  # log of "impossible": exp() of it (or of sums of it) is exactly 0 in float32
 IndexLike = Union[torch.Tensor, numpy.ndarray, Sequence[int]]

@@ -1,0 +1,39 @@
+"""Training losses over the tagger's padded scores. Each returns ``(loss, d_scores)`` with
+the gradient in the scores' shape, as ``TrainablePipe.get_loss`` does.
+
+- ``token_loss``: softmax cross-entropy against the gold BILUO tag of every token whose
+  gold tag is known, averaged over those tokens; with early exits, every exit counts
+  equally (the mean over exits of each exit's token mean);
+- exit self-distillation (``exit_distill`` > 0): an earlier exit's target mixes the gold
+  tag with the last exit's predicted distribution, held fixed, so the deeper exit teaches
+  the shallow one where the gold tag alone is a hard target for the features it sees.
+"""
+from typing import Tuple
+
+import numpy
+from thinc.api import Ops
+
+
+def token_loss(ops: Ops, scores, gold: numpy.ndarray, exit_distill: float = 0.0) -> Tuple[float, numpy.ndarray]:
+    """``scores``: ``(n_docs, T, K)`` or ``(n_exits, n_docs, T, K)`` logits; ``gold``:
+    ``(n_docs, T)`` tag ids, -1 where unknown (padding, missing annotation)."""
+    xp = ops.xp
+    valid = gold >= 0
+    n_exits = scores.shape[0] if scores.ndim == 4 else 1
+    n_valid = max(int(valid.sum()), 1) * n_exits
+    probs = ops.softmax(scores, axis=-1)
+    valid_x = ops.asarray(valid)
+    targets = xp.eye(scores.shape[-1], dtype="float32")[ops.asarray(numpy.where(valid, gold, 0))]
+    if n_exits > 1 and exit_distill > 0:
+        targets = exit_distill_targets(xp, targets, probs, exit_distill)
+    d_scores = (probs - targets) * valid_x[..., None] / n_valid
+    log_probs = xp.log(xp.clip(probs, 1e-12, 1.0))
+    loss = float(-((targets * log_probs).sum(axis=-1) * valid_x).sum() / n_valid)
+    return loss, d_scores.astype("float32")
+
+
+def exit_distill_targets(xp, gold_targets, probs, alpha: float):
+    """Targets per exit ``(n_exits, n_docs, T, K)``: the earlier exits learn
+    ``(1 - alpha) * gold + alpha * last exit's probs``; the last exit learns the gold tags."""
+    soft = (1.0 - alpha) * gold_targets + alpha * probs[-1]
+    return xp.concatenate([xp.broadcast_to(soft, probs[:-1].shape), gold_targets[None]], axis=0)
