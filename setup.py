@@ -38,7 +38,7 @@ setup(
         "parquet": ["pyarrow>=15"],
     },
     entry_points={
-        "console_scripts": ["spacy-posattn-ner = spacy_posattn_ner.annotate.cli:main"],
+        "console_scripts": ["spacy-posattn-ner = spacy_posattn_ner.cli:main"],
         "spacy_factories": ["posattn_ner = spacy_posattn_ner.pipeline:make_posattn_ner"],
         "spacy_architectures": [
             "spacy-posattn-ner.PosAttnTagger.v1 = spacy_posattn_ner.architectures:build_posattn_tagger",
@@ -48,10 +48,12 @@ setup(
             "spacy-posattn-ner.FrozenBackbone.v2 = spacy_posattn_ner.architectures:build_frozen_backbone_v2",
         ],
         "spacy_loggers": [
-            "spacy-posattn-ner.JsonlLogger.v1 = spacy_posattn_ner.training_log:make_jsonl_logger",
+            "spacy-posattn-ner.JsonlLogger.v1 = spacy_posattn_ner.training.log:make_jsonl_logger",
             "spacy-posattn-ner.TrainingCheckLogger.v1 = spacy_posattn_ner.training.check:make_training_check_logger",
         ],
         "spacy_misc": [
+            "spacy-posattn-ner.least_sure_token.v1 = spacy_posattn_ner.model.exit_policies:least_sure_token",
+            "spacy-posattn-ner.max_token_entropy.v1 = spacy_posattn_ner.model.exit_policies:max_token_entropy",
             "spacy-posattn-ner.schedule.v1 = spacy_posattn_ner.training.schedule:schedule_part",
         ],
         "thinc_schedules": [

@@ -1,5 +1,5 @@
-"""``python -m spacy_posattn_ner annotate ...``: the same commands as the console script."""
-from .annotate.cli import main
+"""``python -m spacy_posattn_ner annotate|calibrate-exit|calibrate-confidence ...``: the console script."""
+from .cli import main
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,7 @@ from .decoding.annotations import annotate
 from .feature_cache import FeatureCache
 from .model.build import check_head_config, drop_head, ensure_head, get_head, has_head
 from .model.engine import TagScores
-from .model.nodes import PaddedScores, TaggerOutput, get_backbone
+from .model.nodes import PaddedScores, TaggerOutput, get_backbone, hand_settings
 from .model.optimizer import step_in_place
 from .serialization import checksum, legacy_model_settings, read_cfg, verify
 from .settings import DEFAULT_EXIT_POLICY, DEFAULTS, NAMES, TRAINING_DEFAULTS, Settings, validate_training
@@ -109,7 +109,7 @@ class PosAttnNER(TrainablePipe):
         self.cfg: Dict[str, Any] = {"labels": [], "n_layers": None, "hidden_width": None, "spans_key": spans_key}
         t = self.training
         get_backbone(model).cache = FeatureCache(t.cache_max_ram_mb, t.cache_dir, t.cache_max_disk_mb)
-        model.attrs["settings"] = self.settings  # the model reads them here, never keeps its own
+        hand_settings(model, self.settings)  # the model reads them there, never keeps its own
         self._decoder: Optional[Decoder] = None
 
     # -- labels ----------------------------------------------------------------
@@ -185,7 +185,7 @@ class PosAttnNER(TrainablePipe):
         docs = list(docs)
         if not has_head(self.model):
             raise ValueError(f"posattn_ner '{self.name}' is not initialized: call nlp.initialize() first")
-        self.model.attrs["settings"] = self.settings  # handed over at predict time (the same one owner)
+        hand_settings(self.model, self.settings)  # handed over at predict time (the same one owner)
         return self.decode(self.model.predict(docs), docs)
 
     def decode(self, scores: TagScores, docs: Sequence[Doc]) -> Predictions:
@@ -216,7 +216,7 @@ class PosAttnNER(TrainablePipe):
         for module in get_head(self.model).modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = float(drop)
-        self.model.attrs["settings"] = self.settings  # train_precision
+        hand_settings(self.model, self.settings)  # train_precision
         scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_scores = self.get_loss(examples, scores)
         backprop(d_scores)
@@ -309,7 +309,7 @@ class PosAttnNER(TrainablePipe):
         for node, key in legacy_model_settings(self.model):  # saved before settings.py: kept on the nodes
             saved.setdefault(key, Settings.check_cfg({key: node.attrs.pop(key)}, f"{where}: ")[key])
         self.settings.restore(saved, self.cfg.pop("config_settings", None) or {}, f"{where}: ")
-        self.model.attrs["settings"] = self.settings
+        hand_settings(self.model, self.settings)
         self._decoder = None
 
 

@@ -1,6 +1,4 @@
 """The posattn_ner component: training, prediction, errors, serialization."""
-from importlib.metadata import entry_points
-
 import numpy
 import pytest
 import spacy
@@ -14,13 +12,30 @@ from spacy_posattn_ner.backbone import BackboneLoadError
 from .conftest import ents_of, gmb_examples, make_nlp, pipe_config, toy_examples, train
 
 
+def setup_entry_points():
+    """setup.py's entry points, read from this checkout (the installed metadata may be another checkout's)."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    groups = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "entry_points"))
+    return {group: dict(item.replace(" ", "").split("=", 1) for item in items) for group, items in groups.items()}
+
+
 def test_registered_by_entry_points():
-    factories = {ep.name: ep.value for ep in entry_points(group="spacy_factories")}
-    assert factories["posattn_ner"] == "spacy_posattn_ner.pipeline:make_posattn_ner"
-    archs = {ep.name for ep in entry_points(group="spacy_architectures")}
-    ours = {name for name in spacy.registry.architectures.get_all() if name.startswith("spacy-posattn-ner.")}
-    assert {"spacy-posattn-ner.PosAttnTagger.v3", "spacy-posattn-ner.FrozenBackbone.v2"} <= ours
-    assert ours == {name for name in archs if name.startswith("spacy-posattn-ner.")}  # every one by both
+    import importlib
+
+    eps = setup_entry_points()
+    assert eps["spacy_factories"]["posattn_ner"] == "spacy_posattn_ner.pipeline:make_posattn_ner"
+    for group, registry in (("spacy_architectures", spacy.registry.architectures), ("spacy_misc", spacy.registry.misc),
+                            ("spacy_loggers", spacy.registry.loggers)):
+        ours = {name for name in registry.get_all() if name.startswith("spacy-posattn-ner.")}
+        assert ours == set(eps[group]), group  # every one by both
+        for name, target in eps[group].items():  # and each entry point loads the registered function
+            module, func = target.split(":")
+            assert getattr(importlib.import_module(module), func) is registry.get(name), name
+    assert {"spacy-posattn-ner.PosAttnTagger.v3", "spacy-posattn-ner.FrozenBackbone.v2"} <= set(eps["spacy_architectures"])
 
 
 def test_initialize_collects_labels(tiny_backbone):

@@ -419,7 +419,9 @@ def test_decoding_keeps_whitespace_inside_entities_but_never_at_their_edges(load
     assert [(e.text, e.label_) for e in doc.ents] == [("London", "geo"), ("New York", "geo"), ("Paris", "geo")]
     _check_no_whitespace_edges([doc])
     # the scores alone would put entities on whitespace: the boundary mask is what prevents it
-    monkeypatch.setattr(type(ner), "_boundary_mask", lambda self, docs, longest: torch.zeros(len(docs), longest, len(self.tags)))
+    from spacy_posattn_ner.decoding import predictions
+
+    monkeypatch.setattr(predictions, "boundary_mask", lambda docs, longest, tags: torch.zeros(len(docs), longest, len(tags)))
     unmasked = decode()
     assert any(unmasked[e.start].is_space or unmasked[e.end - 1].is_space for e in unmasked.ents)
 
@@ -526,3 +528,18 @@ def test_fuzz_at_the_default_precision(loaded, fuzz_texts):
         _check_doc(doc, ner.labels)
     _check_no_whitespace_edges(docs)
     assert sum(len(d.ents) for d in docs) > len(docs)
+
+
+def test_no_entity_begins_or_ends_on_an_invisible_or_symbol_token():
+    """#27 item 4: a zero-width space or an emoji is never (the edge of) an entity, whatever
+    the scores say; punctuation and words are left to the model."""
+    from spacy_posattn_ner.decoding import boundary_mask, make_tags
+
+    tags = make_tags(["geo"])
+    nlp = spacy.blank("en")
+    words = ["\u200b", "\U0001F600", "$", "London", ".", "U.S."]
+    mask = boundary_mask([Doc(nlp.vocab, words=words)], len(words), tags)[0]
+    edge = [tags.index(t) for t in ("B-geo", "L-geo", "U-geo")]
+    assert (mask[:3][:, edge] < -1e3).all()  # zero-width space, emoji, symbol
+    assert (mask[3:] == 0).all()  # a word, punctuation, an abbreviation
+    assert (mask[:, tags.index("I-geo")] == 0).all()  # an entity may still run through them

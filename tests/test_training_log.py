@@ -2,7 +2,6 @@
 import io
 import json
 import time
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy
@@ -70,8 +69,12 @@ def run_logger(path, steps):
 
 def test_registered():
     assert registry.loggers.get(LOGGER).__name__ == "make_jsonl_logger"
-    eps = {ep.name: ep.value for ep in entry_points(group="spacy_loggers")}
-    assert eps.get(LOGGER) == "spacy_posattn_ner.training_log:make_jsonl_logger"
+    from .test_pipeline import setup_entry_points
+
+    assert setup_entry_points()["spacy_loggers"][LOGGER] == "spacy_posattn_ner.training.log:make_jsonl_logger"
+    from spacy_posattn_ner import training_log  # the old path (installed metadata, spacy train --code) still works
+
+    assert training_log.make_jsonl_logger is registry.loggers.get(LOGGER)
 
 
 def test_writes_one_line_per_evaluation(tmp_path):

@@ -39,14 +39,13 @@ _DEFAULTS = SettingValues()
 # -- the backbone node ---------------------------------------------------------
 def backbone_model(backbone: FrozenBackbone) -> Model[List[Doc], List[numpy.ndarray]]:
     """A node that holds the backbone (serialized with the model); its forward gives the
-    training features at the default training precision (the tagger asks the backbone
-    itself, at the component's)."""
-    return Model("frozen_backbone", _backbone_forward, attrs={"backbone": backbone})
+    training features at the ``train_precision`` of the settings handed to it."""
+    return Model("frozen_backbone", _backbone_forward, attrs={"backbone": backbone, "settings": None})
 
 
 def _backbone_forward(model: Model, docs: List[Doc], is_train: bool):
     backbone: FrozenBackbone = model.attrs["backbone"]
-    return backbone.train_features(docs, _DEFAULTS.train_precision), lambda d_feats: []
+    return backbone.train_features(docs, settings_of(model).train_precision), lambda d_feats: []
 
 
 @serialize_attr.register(FrozenBackbone)
@@ -81,6 +80,12 @@ def tagger_model(name: str, backbone: Model, head_config: Dict[str, Any], nO: Op
 
 def get_backbone(model: Model) -> FrozenBackbone:
     return model.get_ref("backbone").attrs["backbone"]
+
+
+def hand_settings(model: Model, settings: Settings) -> None:
+    """The component hands its settings (the object, not a copy) to the nodes that read them."""
+    model.attrs["settings"] = settings
+    model.get_ref("backbone").attrs["settings"] = settings
 
 
 def settings_of(model: Model) -> SettingValues:
@@ -127,7 +132,7 @@ def _train_forward(model: Model, docs: List[Doc]):
     if not nonempty:
         return (model.ops.alloc3f(len(docs), longest, n_tags), lengths), lambda d_scores: []
     docs_in = [docs[i] for i in nonempty]
-    feats = get_backbone(model).train_features(docs_in, settings_of(model).train_precision)
+    feats, _ = model.get_ref("backbone")(docs_in, is_train=True)
     lex_all = lexical_ids_many(docs_in, model.attrs["head_config"]["lexical_rows"])
     starts = numpy.concatenate([[0], numpy.cumsum(lengths[nonempty])])
     rows = head_rows(docs_in, get_backbone(model).per_sentence)  # (doc k, first, end) within docs_in
