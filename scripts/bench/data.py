@@ -74,17 +74,6 @@ def load_pipeline(path: Path, n_threads: int = 0, need: Optional[str] = COMPONEN
 def override(pipe: Any, **settings: Any) -> Iterator[Any]:
     """``with override(ner, exit_threshold=0.0, precision="fp32"):`` runs with those settings
     and restores the pipe's own afterwards, whatever happens inside: the settings API's
-    ``ner.settings.override``."""
-    if hasattr(pipe, "settings"):
-        with pipe.settings.override(**settings):
-            yield pipe
-        return
-    # TODO(lead): drop after core merge (ner.settings exists there): setattr and restore by hand
-    saved = {name: getattr(pipe, name) for name in settings}
-    try:
-        for name, value in settings.items():
-            setattr(pipe, name, value)
+    ``ner.settings.override``, yielding the pipe."""
+    with pipe.settings.override(**settings):
         yield pipe
-    finally:
-        for name, value in saved.items():
-            setattr(pipe, name, value)
