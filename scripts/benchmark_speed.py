@@ -23,13 +23,12 @@ from wasabi import msg
 from scripts.bench.child import run_child
 from scripts.bench.cli import BatchSize, DocsFile, Limit, Output, Repeats, Threads, report_head
 from scripts.bench.data import COMPONENT, load_pipeline, override, read_gold, sentence_docs, write_prefix
-from scripts.bench.measure import SPEED_DEFINITION, measure
 from spacy_posattn_ner.backbone import PRECISIONS
+from spacy_posattn_ner.calibration import NEVER_EXIT, SPEED_DEFINITION, measure
 
 app = typer.Typer(add_completion=False)
 
 SPACY_MEAN_RE = re.compile(r"Mean:\s*([-+0-9.]+)\s*words/s\s*\(95% CI:\s*([-+0-9.]+)\s*\+?([-+0-9.]+)\)")
-NEVER_EXIT = 1.0
 
 
 def parse_precisions(spec: str) -> List[str]:

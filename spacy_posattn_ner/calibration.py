@@ -266,7 +266,7 @@ def scored_entities(ner: Any, batches: Sequence[tuple], temperature: float) -> T
 
 def calibrate_temperature(nlp: Language, ner: Any, refs: Sequence[Doc], batch_size: int = 256) -> Dict[str, Any]:
     """Fit the temperature on ``refs`` and set it on ``ner``; what the report says of it
-    (the fields of scripts/confidence.py's calibrate report, without the head and paths)."""
+    (the fields of calibrate-confidence's report, without the head and paths)."""
     batches = run_model(nlp, ner, refs, batch_size)
     tried: Dict[float, Dict[str, float]] = {}
 

@@ -5,8 +5,8 @@ calibration commands, which run on dev and save a calibrated copy of a pipeline:
         --save-to training/X/model-calibrated [--thresholds 0.5,0.7,0.9,0.99] [--max-loss 0.5] [--n-threads 2]
     spacy-posattn-ner calibrate-confidence MODEL DEV --output metrics/calibrate_confidence.json [--save-to DIR]
 
-Their JSON reports have the fields of scripts/exit_thresholds.py and scripts/confidence.py
-(the project's renderers read them).
+Without ``--save-to``, calibrate-exit only measures: the project's benchmark-exit runs it so
+on test. The project's render-benchmarks reads their JSON reports.
 """
 import datetime
 import json
@@ -28,6 +28,8 @@ from .calibration import (
 
 MODEL = typer.Argument(..., exists=True, file_okay=False, help="Saved spaCy pipeline with a posattn_ner")
 DEV = typer.Argument(..., exists=True, dir_okay=False, help=".spacy file of gold docs (dev)")
+THREADS = typer.Option(0, "--n-threads", min=0, help="torch threads (0 = torch's default)")
+LIMIT = typer.Option(0, "--limit", min=0, help="Docs, the first in file order (0 = all)")
 
 
 def _head(n_threads: int) -> Dict[str, Any]:
@@ -39,6 +41,7 @@ def _head(n_threads: int) -> Dict[str, Any]:
         torch.set_num_threads(n_threads)
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                "python": platform.python_version(), "cpu_count": os.cpu_count(),
+               "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "spacy": spacy.__version__, "torch": torch.__version__,
                "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}  # fmt: skip
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -71,8 +74,8 @@ def calibrate_exit(
                                            help="Save the pipeline with the chosen threshold here"),  # fmt: skip
     thresholds: Optional[str] = typer.Option(None, "--thresholds", help="Comma-separated exit thresholds (0, 1 and the pipeline's own are always tried)"),
     max_loss: float = typer.Option(0.5, "--max-loss", min=0.0, help="Largest F1 loss against never-exit, in points"),
-    n_threads: int = typer.Option(0, "--n-threads", min=0, help="torch threads (0 = torch's default)"),
-    limit: int = typer.Option(0, "--limit", min=0, help="Docs, the first in file order (0 = all)"),
+    n_threads: int = THREADS,
+    limit: int = LIMIT,
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="nlp.pipe batch size"),
     repeats: int = typer.Option(1, "--repeats", min=1, help="Timed passes per threshold (the best counts)"),
 ) -> None:
@@ -110,8 +113,8 @@ def calibrate_confidence(
     output: Path = typer.Option(Path("metrics/calibrate_confidence.json"), "--output", help="The JSON report"),
     save_to: Optional[Path] = typer.Option(None, "--save-to", file_okay=False,
                                            help="Save the pipeline with the fitted temperature here (may be MODEL)"),  # fmt: skip
-    n_threads: int = typer.Option(0, "--n-threads", min=0, help="torch threads (0 = torch's default)"),
-    limit: int = typer.Option(0, "--limit", min=0, help="Docs, the first in file order (0 = all)"),
+    n_threads: int = THREADS,
+    limit: int = LIMIT,
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Docs per model batch"),
 ) -> None:
     """Fit the temperature of the entity scores (least log-loss of entity correctness on dev)."""

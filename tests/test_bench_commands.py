@@ -5,14 +5,14 @@ import shutil
 
 import pytest
 import spacy
-import torch
 from spacy.util import load_config
 from typer.testing import CliRunner
 
-from scripts import benchmark_speed, benchmark_train, exit_thresholds
+from scripts import benchmark_speed, benchmark_train
 from scripts.render_benchmarks import render_section
+from spacy_posattn_ner.cli import app as cli_app
 
-from .conftest import SMALL_HEAD, make_nlp, toy_examples, train
+from .conftest import SMALL_HEAD, toy_examples
 
 runner = CliRunner()
 REPORT_HEAD = {"date", "command", "machine", "torch_threads"}
@@ -44,46 +44,25 @@ def cnn_dir(tmp_path_factory):
     return path
 
 
-def test_calibrate_saves_the_chosen_threshold_in_a_copy(model_dir, toy_corpus, tmp_path):
-    out, saved = tmp_path / "calibrate.json", tmp_path / "calibrated"
-    before = (model_dir / "config.cfg").read_text()
-    run(exit_thresholds.app, model_dir, toy_corpus, "--thresholds", "0.5,0.9", "--max-loss", "0.5",
-        "--n-threads", "1", "--batch-size", "4", "--save-to", saved, "--output", out)  # fmt: skip
-    report = json.loads(out.read_text())
-    assert REPORT_HEAD | {"chosen", "reference_f1", "max_loss_points", "rows"} <= set(report)
-    assert report["speed_definition"] == "nlp.pipe" and report["n_docs"] == 12
-    assert [r["threshold"] for r in report["rows"]] == [0.0, 0.5, 0.9, 1.0]
-    chosen = report["chosen"]
-    assert report["calibrated_threshold"] == chosen["threshold"]
-    assert spacy.load(saved).get_pipe("posattn_ner").exit_threshold == chosen["threshold"]
-    assert (model_dir / "config.cfg").read_text() == before  # the input pipeline stays as trained
-
-
 def test_benchmark_exit_runs_the_extremes_and_the_pipelines_own_threshold(model_dir, toy_corpus, tmp_path):
+    """benchmark-exit is calibrate-exit without --save-to (on test): it measures and saves
+    nothing, and its report renders (choosing and saving: test_cli.py)."""
     nlp = spacy.load(model_dir)
     nlp.get_pipe("posattn_ner").exit_threshold = 0.7
     nlp.to_disk(model_dir)
+    before = (model_dir / "config.cfg").read_text()
     out = tmp_path / "exit.json"
-    run(exit_thresholds.app, model_dir, toy_corpus, "--thresholds", "0.9", "--n-threads", "1", "--batch-size", "4",
-        "--output", out)  # fmt: skip
+    run(cli_app, "calibrate-exit", model_dir, toy_corpus, "--thresholds", "0.9", "--n-threads", "1",
+        "--batch-size", "4", "--output", out)  # fmt: skip
     report = json.loads(out.read_text())
     assert REPORT_HEAD <= set(report) and "chosen" not in report and report["torch_threads"] == 1
+    assert report["speed_definition"] == "nlp.pipe" and report["n_docs"] == 12
     rows = report["rows"]
     assert [(r["threshold"], r["calibrated"]) for r in rows] == [(0.0, False), (0.7, True), (0.9, False), (1.0, False)]
     assert all(MEASURED_ROW <= set(r) for r in rows)
     assert rows[0]["exit_layer_share"] == {"1": 1.0, "2": 0.0} and rows[-1]["mean_exit_layer"] == 2
-    assert "--thresholds 0.9" in report["command"] and report["command"].startswith("python -m scripts.exit_thresholds")
+    assert (model_dir / "config.cfg").read_text() == before
     assert "**0.7 (calibrated)**" in render_section("exit_table", report)
-
-
-def test_a_pipeline_without_exits_is_a_clear_error(tiny_backbone, toy_corpus, tmp_path):
-    torch.set_num_threads(1)
-    nlp = make_nlp(tiny_backbone)  # PosAttnTagger.v1: no exit heads
-    train(nlp, toy_examples(nlp), n_iter=1)
-    nlp.to_disk(tmp_path / "v1")
-    result = runner.invoke(exit_thresholds.app, [str(tmp_path / "v1"), str(toy_corpus), "--output", str(tmp_path / "x.json")])
-    assert result.exit_code == 1 and "no exit layers" in result.output and str(tmp_path / "v1") in result.output
-    assert not (tmp_path / "x.json").exists()
 
 
 def test_benchmark_speed_beside_the_cnn_with_the_transformer_missing(model_dir, cnn_dir, toy_corpus, tmp_path):

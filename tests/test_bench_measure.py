@@ -1,16 +1,11 @@
-"""The harness's measurement: gold docs in, one words/s and F1 out (scripts/bench)."""
+"""The benchmarks' harness (scripts/bench/data.py): gold docs in, fresh docs out, the one
+pipeline loader and the settings override (the measurement itself: test_calibration.py)."""
 import pytest
 import spacy
 import torch
-from spacy.training import Example
 
 from scripts.bench.data import fresh_docs, read_gold, write_prefix
-from scripts.bench.exits import choose_threshold
-from scripts.bench.measure import measure
-
-from .conftest import toy_examples
-
-LAST_EXIT = 2  # the tiny backbone has 2 layers: exits [1, 2]
+from spacy_posattn_ner.calibration import measure
 
 
 @pytest.fixture
@@ -33,57 +28,6 @@ def test_fresh_docs_have_the_gold_words_and_nothing_else(toy_corpus):
     docs = fresh_docs(refs)
     assert [d.text for d in docs] == [r.text for r in refs] and [len(d) for d in docs] == [len(r) for r in refs]
     assert any(r.ents for r in refs) and not any(d.ents for d in docs)
-
-
-def test_measure_counts_the_words_it_times_and_scores_like_evaluate(exit_nlp, toy_corpus):
-    ner = exit_nlp.get_pipe("posattn_ner")
-    ner.exit_threshold = 1.0
-    refs = read_gold(exit_nlp, toy_corpus)
-    row = measure(exit_nlp, refs, batch_size=4, repeats=3, layer_keys=ner.exit_layers)
-    assert row["n_docs"] == 12 and row["n_words"] == sum(len(doc) for doc in refs)
-    assert len(row["pass_seconds"]) == 3
-    assert row["words_per_second"] == pytest.approx(row["n_words"] / min(row["pass_seconds"]))
-    expected = exit_nlp.evaluate([Example(doc, ref) for doc, ref in zip(fresh_docs(refs), refs)], batch_size=4)
-    assert (row["ents_p"], row["ents_r"], row["ents_f"]) == pytest.approx(
-        (expected["ents_p"], expected["ents_r"], expected["ents_f"])
-    )
-    assert row["mean_exit_layer"] == LAST_EXIT and row["exit_layer_share"] == {"1": 0.0, "2": 1.0}
-
-
-def test_measure_reads_the_layers_run_from_each_doc(exit_nlp, toy_corpus):
-    ner = exit_nlp.get_pipe("posattn_ner")
-    refs = read_gold(exit_nlp, toy_corpus)
-    ner.exit_threshold = 0.0
-    first = measure(exit_nlp, refs, batch_size=4, layer_keys=ner.exit_layers)
-    assert first["mean_exit_layer"] == 1 and first["exit_layer_share"] == {"1": 1.0, "2": 0.0}
-    ner.exit_threshold = 0.9
-    docs = list(exit_nlp.pipe(fresh_docs(refs)))
-    mid = measure(exit_nlp, refs, batch_size=4, layer_keys=ner.exit_layers)
-    layers = [doc._.exit_layer for doc in docs]
-    assert mid["mean_exit_layer"] == pytest.approx(sum(layers) / len(layers))
-    assert mid["exit_layer_share"]["1"] == pytest.approx(layers.count(1) / len(layers))
-
-
-def test_measure_a_pipeline_without_posattn(toy_corpus):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("ner")
-    nlp.initialize(lambda: toy_examples(nlp))
-    row = measure(nlp, read_gold(nlp, toy_corpus), batch_size=8)
-    assert row["mean_exit_layer"] is None and "exit_layer_share" not in row
-    assert row["n_words"] > 0 and row["words_per_second"] > 0
-
-
-def test_choose_threshold_takes_the_fastest_within_the_loss():
-    def row(t, f, wps, layer):
-        return {"threshold": t, "ents_f": f, "words_per_second": wps, "mean_exit_layer": layer}
-
-    rows = [row(0.0, 0.70, 900, 1.0), row(0.9, 0.797, 700, 2.5), row(0.99, 0.799, 500, 4.0), row(1.0, 0.80, 300, 6.0)]
-    assert choose_threshold(rows, 0.5)["threshold"] == 0.9  # 0.0 is fastest but loses 10 points
-    assert choose_threshold(rows, 0.1)["threshold"] == 0.99
-    assert choose_threshold(rows, 0.0)["threshold"] == 1.0
-    assert choose_threshold(rows, 20)["threshold"] == 0.0
-    with pytest.raises(ValueError, match="1.0"):
-        choose_threshold(rows[:3], 0.5)
 
 
 def test_load_pipeline_names_the_path_and_the_missing_component(tiny_exit_pipeline, tmp_path):

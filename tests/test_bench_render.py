@@ -106,7 +106,7 @@ def test_confidence_section_says_how_to_get_the_speed_back_when_scores_cost_too_
     text = render_section("confidence", None, report)
     assert "an overhead of **23.1%** (above the 10 % budget: where the scores are not needed, set the runtime setting `scores = false`" in text
     assert "Temperature 1.500, as saved in the pipeline (no calibrate-confidence report)." in text
-    assert "Commands: `python -m scripts.confidence benchmark" in text and "(dev)" not in text
+    assert "Commands: `python -m scripts.benchmark_confidence" in text and "(dev)" not in text
 
 
 def test_plots_are_pngs(fixtures, tmp_path):

@@ -1,8 +1,9 @@
-"""Entity-score calibration (scripts/confidence.py, scripts/bench/calibration.py): the metrics
-on hand-made examples, and calibrate/benchmark end to end on the tiny trained pipeline,
-checked against the scores users read from doc.spans."""
+"""Entity confidence end to end on the tiny trained pipeline: ``spacy-posattn-ner
+calibrate-confidence`` (spacy_posattn_ner/cli.py) and scripts/benchmark_confidence.py,
+checked against the scores users read from doc.spans; the benchmark's own metrics
+(precision/recall over a score threshold) on hand-made examples. The package's metrics
+(ECE, log-loss, the temperature search): test_calibration.py."""
 import json
-import math
 import shutil
 
 import numpy
@@ -12,10 +13,11 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 from typer.testing import CliRunner
 
-from scripts import confidence
-from scripts.bench.calibration import TEMPERATURE_GRID, fit_temperature, log_loss, pr_curve, recall_at, reliability
+from scripts import benchmark_confidence
+from scripts.benchmark_confidence import pr_curve, recall_at
 from scripts.render_benchmarks import render_section
-from scripts.bench.data import fresh_docs, read_gold
+from spacy_posattn_ner.calibration import TEMPERATURE_GRID, fresh_docs, log_loss, read_gold, reliability
+from spacy_posattn_ner.cli import app as cli_app
 
 from .conftest import TOY
 
@@ -25,32 +27,16 @@ KEY = "posattn_ner"
 RELABELLED = {("London", "geo"): "org", ("New York", "geo"): "gpe"}
 
 
-def run(*args) -> None:
-    result = runner.invoke(confidence.app, [str(a) for a in args])
+def run(app, *args) -> None:
+    result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
 
 
-# -- the metrics on hand-made examples -------------------------------------------------
-def test_ece_and_bins_equal_the_hand_computed_ones():
-    score = numpy.array([0.05, 0.15, 0.18, 0.55, 0.95, 0.97])
-    correct = numpy.array([False, False, True, True, True, False])
-    found = reliability(score, correct)
-    # bins [0, .1): 1 entity, gap .05; [.1, .2): 2, mean .165, half right; [.5, .6): 1, gap .45; [.9, 1]: 2, gap .46
-    assert [b["n"] for b in found["bins"]] == [1, 2, 0, 0, 0, 1, 0, 0, 0, 2]
-    assert found["bins"][1]["confidence"] == pytest.approx(0.165) and found["bins"][1]["accuracy"] == 0.5
-    assert found["bins"][2]["confidence"] is None and found["bins"][9]["hi"] == 1.0
-    assert found["ece"] == pytest.approx((0.05 + 2 * 0.335 + 0.45 + 2 * 0.46) / 6)
-    edges = reliability(numpy.array([0.0, 1.0]), numpy.array([False, True]))  # 0 in the first bin, 1 in the last
-    assert edges["ece"] == 0.0 and [b["n"] for b in edges["bins"]][::9] == [1, 1]
+def calibrate(*args) -> None:
+    run(cli_app, "calibrate-confidence", *args)
 
 
-def test_log_loss_is_the_mean_binary_cross_entropy():
-    assert log_loss(numpy.array([0.8, 0.4]), numpy.array([True, False])) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2)
-    assert log_loss(numpy.array([1.0]), numpy.array([False])) == pytest.approx(-math.log(1e-7))  # clipped, finite
-    with pytest.raises(ValueError, match="no entities"):
-        log_loss(numpy.zeros(0), numpy.zeros(0, dtype=bool))
-
-
+# -- the benchmark's metrics on hand-made examples -------------------------------------
 def test_pr_curve_keeps_the_entities_scored_at_least_t():
     score, correct = numpy.array([0.9, 0.8, 0.7, 0.6]), numpy.array([True, False, True, True])
     points = pr_curve(score, correct, n_gold=5, thresholds=(0.0, 0.75, 0.8, 0.95))
@@ -68,14 +54,6 @@ def test_recall_at_a_precision_tries_every_score_as_threshold():
     # tied scores are kept or dropped together: cutting inside the tie would be no threshold
     tied = recall_at(numpy.array([0.9, 0.9, 0.5]), numpy.array([True, False, True]), 2, 0.9)
     assert tied == {"precision": 0.9, "recall": 0.0, "threshold": None, "kept": 0}
-
-
-def test_temperature_search_finds_the_minimum_and_keeps_one_when_it_is_best():
-    best, tried = fit_temperature(lambda t: (math.log(t) - math.log(1.7)) ** 2)
-    assert best == pytest.approx(1.7, rel=2e-3) and len(tried) < 40
-    assert [t for t, _ in tried] == sorted(t for t, _ in tried) and set(TEMPERATURE_GRID) <= {t for t, _ in tried}
-    assert fit_temperature(lambda t: math.log(t) ** 2)[0] == 1.0
-    assert fit_temperature(lambda t: t)[0] == min(TEMPERATURE_GRID)  # at the edge of the range: the edge
 
 
 # -- calibrate and benchmark on the tiny trained pipeline ------------------------------
@@ -99,30 +77,26 @@ def dev_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibrated(tiny_exit_pipeline, dev_corpus, tmp_path_factory):
-    """calibrate run on a copy of the tiny pipeline, saving over that copy (as the project
+    """calibrate-confidence run on a copy of the tiny pipeline, saving over that copy (as the project
     command does): (pipeline dir, report)."""
     model = shutil.copytree(tiny_exit_pipeline, tmp_path_factory.mktemp("calibrated") / "model")
     out = model.parent / "calibrate_confidence.json"
-    run("calibrate", model, dev_corpus, "--save-to", model, "--output", out, "--n-threads", "1", "--batch-size", "4")
+    calibrate(model, dev_corpus, "--save-to", model, "--output", out, "--n-threads", "1", "--batch-size", "4")
     return model, json.loads(out.read_text())
 
 
 def user_view(nlp, path, temperature=None):
     """(score, right) of every entity in doc.spans, as a user of the pipeline reads them."""
     ner = nlp.get_pipe("posattn_ner")
-    saved = ner.temperature
-    ner.temperature = saved if temperature is None else temperature
-    try:
-        refs = read_gold(nlp, path)
-        scores, right = [], []
+    refs = read_gold(nlp, path)
+    scores, right = [], []
+    with ner.settings.override(temperature=ner.temperature if temperature is None else temperature):
         for doc, ref in zip(nlp.pipe(fresh_docs(refs), batch_size=4), refs):
             gold = {(e.start, e.end, e.label_) for e in ref.ents}
             group = doc.spans[KEY]
             assert [(s.start, s.end, s.label_) for s in group] == [(e.start, e.end, e.label_) for e in doc.ents]
             scores += group.attrs["scores"].tolist()
             right += [(s.start, s.end, s.label_) in gold for s in group]
-    finally:
-        ner.temperature = saved
     return numpy.asarray(scores, dtype="float64"), numpy.asarray(right, dtype=bool)
 
 
@@ -132,7 +106,7 @@ def test_calibrate_fits_the_temperature_with_the_least_dev_log_loss(calibrated, 
     assert {"date", "command", "machine", "torch_threads", "search", "before", "after"} <= set(report)
     assert report["torch_threads"] == 1 and report["n_docs"] == 8 and report["saved_to"] == str(model)
     assert report["at_range_edge"] == (t in (TEMPERATURE_GRID[0], TEMPERATURE_GRID[-1]))
-    assert report["command"].startswith(f"python -m scripts.confidence calibrate {model} ")
+    assert report["command"].startswith("spacy-posattn-ner ")
     assert 0 < report["after"]["n_correct"] < report["after"]["n_entities"]  # right and wrong entities both
     nlp = spacy.load(model)
     # the report's log-losses are those of the scores users read, at T = 1 and at the fitted T
@@ -157,7 +131,7 @@ def test_the_fitted_temperature_is_saved_and_restored_by_spacy_load(calibrated, 
 def test_calibrate_without_save_to_saves_nothing(tiny_exit_pipeline, dev_corpus, tmp_path):
     model = shutil.copytree(tiny_exit_pipeline, tmp_path / "model")
     before = sorted((p.name, p.stat().st_mtime_ns) for p in model.rglob("*"))
-    run("calibrate", model, dev_corpus, "--output", tmp_path / "c.json", "--n-threads", "1", "--batch-size", "4")
+    calibrate(model, dev_corpus, "--output", tmp_path / "c.json", "--n-threads", "1", "--batch-size", "4")
     assert json.loads((tmp_path / "c.json").read_text())["saved_to"] is None
     assert sorted((p.name, p.stat().st_mtime_ns) for p in model.rglob("*")) == before
 
@@ -165,7 +139,7 @@ def test_calibrate_without_save_to_saves_nothing(tiny_exit_pipeline, dev_corpus,
 def test_benchmark_reports_calibration_precision_recall_and_cost(calibrated, dev_corpus, tmp_path):
     model, cal = calibrated
     out = tmp_path / "benchmark_confidence.json"
-    run("benchmark", model, dev_corpus, "--output", out, "--n-threads", "1", "--batch-size", "4", "--repeats", "2")
+    run(benchmark_confidence.app, model, dev_corpus, "--output", out, "--n-threads", "1", "--batch-size", "4", "--repeats", "2")
     report = json.loads(out.read_text())
     n_gold = 2 * sum(len(ents) for _, ents in TOY)
     assert report["temperature"] == cal["temperature"] and report["n_gold"] == n_gold and report["torch_threads"] == 1

@@ -10,27 +10,15 @@ from typing import Any, Iterator, List, Optional, Sequence
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
-from spacy.training import Corpus
 
-
-def read_gold(nlp: Language, path: Path, limit: int = 0) -> List[Doc]:
-    """The gold docs of a .spacy file in ``nlp``'s vocab: the first ``limit`` (0 = all),
-    empty docs left out (as spaCy's ``Corpus`` does for training and evaluation)."""
-    docs = [eg.reference for eg in Corpus(path, limit=limit)(nlp)]
-    if not docs:
-        raise ValueError(f"{path}: no documents")
-    return docs
+# the package's gold docs and fresh docs (what calibrate-exit measures on), re-exported
+from spacy_posattn_ner.calibration import COMPONENT, fresh_docs, read_gold  # noqa: F401
 
 
 def sentence_docs(refs: Sequence[Doc]) -> List[Doc]:
     """One gold doc per sentence of ``refs`` (entities kept; none crosses a sentence):
     multi-sentence docs measured as single sentences."""
     return [sent.as_doc() for ref in refs for sent in ref.sents]
-
-
-def fresh_docs(refs: Sequence[Doc]) -> List[Doc]:
-    """Unannotated Docs of the same words and spaces, in the refs' vocab."""
-    return [Doc(ref.vocab, words=[t.text for t in ref], spaces=[bool(t.whitespace_) for t in ref]) for ref in refs]
 
 
 def count_docs(path: Path) -> int:
@@ -47,17 +35,12 @@ def write_prefix(nlp: Language, src: Path, dest: Path, limit: int) -> int:
     return len(docs)
 
 
-COMPONENT = "posattn_ner"
-
-
 def load_pipeline(path: Path, n_threads: int = 0, need: Optional[str] = COMPONENT) -> Language:
     """The one pipeline loader of the project's scripts: ``spacy.load`` ``path`` with torch
     set to ``n_threads`` threads first (0 = torch's default); a ValueError naming the path
     if it does not load or has no ``need`` component (None: any pipeline)."""
     import spacy
     import torch
-
-    import spacy_posattn_ner  # noqa: F401  (registers the factory and the doc extensions)
 
     if n_threads:
         torch.set_num_threads(n_threads)
