@@ -132,8 +132,8 @@ def inference_copy(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """A copy of the encoder in bf16, or with int8 dynamically quantized linear layers.
 
     A bf16 copy on CPU runs without autocast, which re-casts every weight on every
-    call (the copy measured 14 % more words/s at the same test F1:
-    scripts/experiments/bf16_copy_vs_autocast.py).
+    call (the copy measured 14 % more words/s at the same test F1: docs/BENCHMARKS_ARCHIVE.md;
+    the script, since removed: ``git show 3b33c82:scripts/experiments/bf16_copy_vs_autocast.py``).
     """
     clone = copy.deepcopy(model)
     if precision == "bf16":

@@ -1,1 +1,1 @@
-"""PyTorch building blocks of the trainable head (the backbone lives in backbone.py)."""
+"""PyTorch building blocks of the trainable head (the backbone lives in ``backbone/``)."""
