@@ -20,6 +20,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["spacy_posattn_ner", "spacy_posattn_ner.*"]),
+    package_data={"spacy_posattn_ner.student": ["student.cfg"]},
     python_requires=">=3.9",
     install_requires=[
         "spacy>=3.8,<3.9",
@@ -46,6 +47,7 @@ setup(
             "spacy-posattn-ner.PosAttnTagger.v3 = spacy_posattn_ner.architectures:build_posattn_exit_tagger_v3",
             "spacy-posattn-ner.FrozenBackbone.v1 = spacy_posattn_ner.architectures:build_frozen_backbone",
             "spacy-posattn-ner.FrozenBackbone.v2 = spacy_posattn_ner.architectures:build_frozen_backbone_v2",
+            "spacy-posattn-ner.Student.v1 = spacy_posattn_ner.student.architectures:build_student",
         ],
         "spacy_loggers": [
             "spacy-posattn-ner.JsonlLogger.v1 = spacy_posattn_ner.training.log:make_jsonl_logger",
@@ -55,6 +57,11 @@ setup(
             "spacy-posattn-ner.least_sure_token.v1 = spacy_posattn_ner.model.exit_policies:least_sure_token",
             "spacy-posattn-ner.max_token_entropy.v1 = spacy_posattn_ner.model.exit_policies:max_token_entropy",
             "spacy-posattn-ner.schedule.v1 = spacy_posattn_ner.training.schedule:schedule_part",
+            "spacy-posattn-ner.posattn_head.v1 = spacy_posattn_ner.model.build:posattn_head_builder",
+            "spacy-posattn-ner.student_head.v1 = spacy_posattn_ner.student.model:student_head_builder",
+        ],
+        "spacy_readers": [
+            "spacy-posattn-ner.TeacherTargets.v1 = spacy_posattn_ner.training.teacher:teacher_targets_corpus",
         ],
         "thinc_schedules": [
             "spacy-posattn-ner.warmup_linear_corpus.v1 = spacy_posattn_ner.training.schedule:warmup_linear_corpus",

@@ -21,11 +21,13 @@ import typer
 from wasabi import msg
 
 from .annotate.cli import app
+from .student.cli import register as _register_distill
 from .calibration import (
     ALWAYS_FIRST, NEVER_EXIT, SPEED_DEFINITION, CalibrationError, calibrate_temperature, choose_exit_threshold,
     f1_loss_points, get_component, parse_thresholds, read_gold, reference_row, run_exit_grid,
 )
 
+_register_distill(app)  # spacy-posattn-ner distill
 MODEL = typer.Argument(..., exists=True, file_okay=False, help="Saved spaCy pipeline with a posattn_ner")
 DEV = typer.Argument(..., exists=True, dir_okay=False, help=".spacy file of gold docs (dev)")
 THREADS = typer.Option(0, "--n-threads", min=0, help="torch threads (0 = torch's default)")

@@ -27,14 +27,15 @@ from .backbone import resolve_precision
 from .decoding import Decoder, Predictions, make_tags
 from .decoding.annotations import annotate
 from .feature_cache import FeatureCache
-from .model.build import check_head_config, drop_head, ensure_head, get_head, has_head
+from .model.build import check_model_config, drop_head, ensure_head, get_head, has_head
 from .model.engine import TagScores
 from .model.nodes import PaddedScores, TaggerOutput, get_backbone, hand_settings
 from .model.optimizer import step_in_place
 from .serialization import checksum, legacy_model_settings, read_cfg, verify
 from .settings import DEFAULT_EXIT_POLICY, DEFAULTS, NAMES, TRAINING_DEFAULTS, Settings, validate_training
 from .training.gold import gold_tag_ids
-from .training.losses import token_loss
+from .training.losses import distill_loss, token_loss
+from .training.teacher import teacher_arrays
 
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]  # the shipped model (configs/posattn_ner.cfg)
 
@@ -59,6 +60,8 @@ for _name in ("exit_layer", "exit_layers"):
         "cache_dir": TRAINING_DEFAULTS.cache_dir,
         "cache_max_disk_mb": TRAINING_DEFAULTS.cache_max_disk_mb,
         "exit_distill": TRAINING_DEFAULTS.exit_distill,
+        "distill_temperature": TRAINING_DEFAULTS.distill_temperature,
+        "distill_gold_weight": TRAINING_DEFAULTS.distill_gold_weight,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -68,7 +71,7 @@ def make_posattn_ner(
     exit_threshold: float, precision: str, train_precision: str, scores: bool,
     candidate_threshold: Optional[float], temperature: float, exit_policy: Callable, spans_key: str,
     cache_max_ram_mb: float, cache_dir: Optional[str], cache_max_disk_mb: float, exit_distill: float,
-    scorer: Optional[Callable],
+    distill_temperature: float, distill_gold_weight: float, scorer: Optional[Callable],
 ) -> "PosAttnNER":
     """Create a posattn_ner component. The runtime settings are documented in
     ``spacy_posattn_ner.settings``; ``spans_key`` is the ``doc.spans`` key of the scored
@@ -76,13 +79,16 @@ def make_posattn_ner(
     it they spill to a memory-mapped file in ``cache_dir``, a temporary directory if None),
     ``cache_max_disk_mb`` (the spill file's bound, 0 = never spill; past it training stops
     with FeatureCacheFullError naming the setting) and ``exit_distill`` (the weight of the
-    last exit's distribution in the earlier exits' targets, ``training/losses.py``)."""
+    last exit's distribution in the earlier exits' targets, ``training/losses.py``);
+    ``distill_temperature`` and ``distill_gold_weight`` (how a student learns from a
+    teacher's distributions where its training examples carry them: ``distill_loss``)."""
     settings = Settings.from_config(
         exit_threshold=exit_threshold, precision=precision, train_precision=train_precision, scores=scores,
         candidate_threshold=candidate_threshold, temperature=temperature, exit_policy=exit_policy,
     )
     training = {"cache_max_ram_mb": cache_max_ram_mb, "cache_dir": cache_dir, "cache_max_disk_mb": cache_max_disk_mb,
-                "exit_distill": exit_distill}  # fmt: skip
+                "exit_distill": exit_distill, "distill_temperature": distill_temperature,
+                "distill_gold_weight": distill_gold_weight}  # fmt: skip
     component = PosAttnNER(nlp.vocab, model, name, settings=settings, training=training, spans_key=spans_key,
                            scorer=scorer)  # fmt: skip
     settings.attach(nlp, component)
@@ -172,7 +178,7 @@ class PosAttnNER(TrainablePipe):
                 f"posattn_ner '{self.name}': no entity labels to train. The examples from get_examples have no "
                 f"entities and no labels were given (set [initialize.components.{self.name}.labels])."
             )
-        check_head_config(self.model.attrs["head_config"], f"[components.{self.name}.model]")
+        check_model_config(self.model, f"[components.{self.name}.model]")
         self.model.set_dim("nO", len(self.tags), force=True)
         self.model.initialize(X=[eg.predicted for eg in islice(get_examples(), 10)])
         backbone = get_backbone(self.model)
@@ -231,14 +237,20 @@ class PosAttnNER(TrainablePipe):
 
     def get_loss(self, examples: Iterable[Example], scores: PaddedScores) -> Tuple[float, numpy.ndarray]:
         """``training.losses.token_loss`` against the aligned gold BILUO tags (with exit
-        self-distillation when ``exit_distill`` > 0)."""
+        self-distillation when ``exit_distill`` > 0); where the examples carry a teacher's
+        distributions (``training/teacher.py``), ``distill_loss`` with the gold term."""
+        examples = list(examples)
         scores_arr, _ = scores
         gold = numpy.full(scores_arr.shape[-3:-1], -1, dtype="int64")  # (n_docs, T)
         index = {tag: i for i, tag in enumerate(self.tags)}
         for i, eg in enumerate(examples):
             ids = gold_tag_ids(eg, index, where=f"posattn_ner '{self.name}', example {i}: ")
             gold[i, : len(ids)] = ids
-        return token_loss(self.model.ops, scores_arr, gold, self.training.exit_distill)
+        teacher = teacher_arrays(examples, self.tags, gold.shape, where=f"posattn_ner '{self.name}'")
+        if teacher is None:
+            return token_loss(self.model.ops, scores_arr, gold, self.training.exit_distill)
+        t = self.training
+        return distill_loss(self.model.ops, scores_arr, *teacher, gold, t.distill_temperature, t.distill_gold_weight)
 
     # -- serialization ---------------------------------------------------------
     def _cfg_to_save(self, model_bytes: bytes) -> Dict[str, Any]:
@@ -297,7 +309,7 @@ class PosAttnNER(TrainablePipe):
         if self.cfg.get("model_checksum") is not None:
             verify(data, self.cfg["model_checksum"], where)
         if self.cfg.get("labels") and self.cfg.get("n_layers"):
-            check_head_config(self.model.attrs["head_config"], config_where)
+            check_model_config(self.model, config_where)
             drop_head(self.model)
             self.model.set_dim("nO", len(self.tags), force=True)
             ensure_head(self.model, self.cfg["n_layers"], self.cfg["hidden_width"], config_where)

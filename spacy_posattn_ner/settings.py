@@ -65,12 +65,16 @@ DEFAULT_EXIT_POLICY = {"@misc": LEAST_SURE_TOKEN}
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """Training only: how training features are cached and how early exits learn."""
+    """Training only: how training features are cached, how early exits learn and, where
+    the training examples carry a teacher's distributions (``spacy-posattn-ner distill``),
+    how a student learns from them (``training/losses.distill_loss``)."""
 
     cache_max_ram_mb: float = 2048
     cache_dir: Optional[str] = None
     cache_max_disk_mb: float = DEFAULT_MAX_DISK_MB
     exit_distill: float = 0.0
+    distill_temperature: float = 2.0
+    distill_gold_weight: float = 0.5
 
 
 TRAINING_DEFAULTS = TrainingOptions()
@@ -148,7 +152,14 @@ def validate_training(options: Dict[str, Any]) -> TrainingOptions:
     for key in ("cache_max_ram_mb", "cache_max_disk_mb"):
         if not _number(key, options[key], "") >= 0:
             raise ValueError(f"posattn_ner: {key} must be a number >= 0, got {options[key]!r}")
-    return TrainingOptions(**{**options, "exit_distill": distill})
+    temperature = _number("distill_temperature", options.get("distill_temperature", 2.0), "")
+    if not 0.05 <= temperature <= 100:
+        raise ValueError(f"posattn_ner: distill_temperature must be a number in [0.05, 100], got {temperature!r}")
+    gold_weight = _number("distill_gold_weight", options.get("distill_gold_weight", 0.5), "")
+    if not gold_weight >= 0:
+        raise ValueError(f"posattn_ner: distill_gold_weight must be a number >= 0, got {gold_weight!r}")
+    return TrainingOptions(**{**options, "exit_distill": distill, "distill_temperature": temperature,
+                              "distill_gold_weight": gold_weight})  # fmt: skip
 
 
 def config_value(key: str, value: Any) -> Any:

@@ -6,9 +6,10 @@ The sizes are checked here, before anything is allocated: a config with ``n_head
 a width of a million fails with the setting's name, not deep inside torch or out of memory.
 """
 from numbers import Integral
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol
 
 import torch
+from spacy.util import registry
 from thinc.api import Model, PyTorchWrapper_v2
 
 from .heads import MultiExitHead, PosAttnHead
@@ -16,6 +17,23 @@ from .heads import MultiExitHead, PosAttnHead
 MAX_WIDTH = 65536  # widths, lexical rows and distances beyond this are typos, not models
 MAX_DEPTH = 64
 MAX_LEXICAL_ROWS = 1 << 24
+# The seam for other models (the distilled student): a model names, in
+# ``attrs["head_builder"]``, a registered function (``registry.misc``) that returns its
+# HeadBuilder; the tagger's is the default, so saved pipelines need nothing new.
+POSATTN_HEAD = "spacy-posattn-ner.posattn_head.v1"
+
+
+class HeadBuilder(Protocol):
+    """Checks a model's head_config and builds its PyTorch head (at initialize, and from
+    the saved sizes before weights are loaded)."""
+
+    def check(self, cfg: Dict[str, Any], where: str) -> None: ...
+
+    def build(self, model: Model, n_layers: int, hidden_width: int, where: str) -> None: ...
+
+
+def head_builder(model: Model) -> HeadBuilder:
+    return registry.misc.get(model.attrs.get("head_builder", POSATTN_HEAD))()
 
 
 def has_head(model: Model) -> bool:
@@ -103,10 +121,35 @@ def _per_exit(cfg: Dict[str, Any], exit_layers: List[int]) -> List[Dict[str, int
     return [{"width": w, "depth": d} for w, d in zip(values["width"], values["depth"])]
 
 
+def check_model_config(model: Model, where: str) -> None:
+    """Refuse a head config no head can have, before anything is allocated (any model)."""
+    head_builder(model).check(model.attrs["head_config"], where)
+
+
 def ensure_head(model: Model, n_layers: int, hidden_width: int, where: str = "PosAttnTagger") -> None:
-    """Create the PyTorch head from the model's config if it is not there yet."""
+    """Create the PyTorch head from the model's config if it is not there yet, with the
+    builder the model names (``attrs["head_builder"]``; the tagger's by default)."""
     if has_head(model):
         return
+    head_builder(model).build(model, n_layers, hidden_width, where)
+
+
+class PosAttnHeadBuilder:
+    """The tagger's head: one PosAttnHead (v1) or a MultiExitHead (v2, v3)."""
+
+    check = staticmethod(check_head_config)
+
+    @staticmethod
+    def build(model: Model, n_layers: int, hidden_width: int, where: str) -> None:
+        _build_posattn_head(model, n_layers, hidden_width, where)
+
+
+@registry.misc(POSATTN_HEAD)
+def posattn_head_builder() -> HeadBuilder:
+    return PosAttnHeadBuilder()
+
+
+def _build_posattn_head(model: Model, n_layers: int, hidden_width: int, where: str) -> None:
     from thinc.util import get_torch_default_device
 
     from .nodes import pad_inputs

@@ -21,7 +21,7 @@ the layer mix, the heads and the bookkeeping of who left where. The only transfe
 to the host per exit is one boolean per segment (which go on).
 """
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -36,6 +36,8 @@ from .exit_policies import ExitPolicy, least_sure_token_confidence
 # The heads run on length-sorted groups of docs of at most this many padded tokens,
 # so one long doc does not set the padding of a whole batch.
 INFERENCE_TOKEN_BUDGET = 4096
+# sees (token indices (n,), their mixed states (n, W)) at the last exit tried
+Observer = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 @dataclass
@@ -102,10 +104,14 @@ def tag_scores(
     precision: str,
     policy: ExitPolicy = least_sure_token_confidence,
     token_budget: int = INFERENCE_TOKEN_BUDGET,
+    observe: Optional[Observer] = None,
 ) -> TagScores:
     """Run the backbone layer by layer and the exits after it (see the module doc).
     ``head`` is any head of ``model/heads`` (its ``exits()``); ``policy`` gives each
-    segment's confidence at an early exit, compared with ``threshold``."""
+    segment's confidence at an early exit, compared with ``threshold``. ``observe``, if
+    given, sees the mixed states the last exit tried reads, as ``(tokens, states)``: each
+    token's index in the docs' tokens end to end and its state (the distillation's
+    per-word vectors are made from these)."""
     device = backbone.device
     if head.training:  # dropout off; training mode comes back with the next update
         head.eval()
@@ -156,7 +162,8 @@ def tag_scores(
             computed = layers[j] + 1
             last = j == to_try[-1]
             going_on = _apply_exit(
-                flat, segments, heads[j], layers[j], rows, lex, pooler, (policy, threshold), last, autocast, token_budget
+                flat, segments, heads[j], layers[j], rows, lex, pooler, (policy, threshold), last, autocast, token_budget,
+                observe if last else None,
             )
             if not going_on.any():
                 break
@@ -178,6 +185,7 @@ def _apply_exit(
     flat: torch.Tensor, segments: _Segments, head: torch.nn.Module, layer: int,
     rows: Tuple[numpy.ndarray, numpy.ndarray], lex: torch.Tensor, pooler: TokenPooler,
     rule: Tuple[ExitPolicy, float], last: bool, autocast: bool, token_budget: int,
+    observe: Optional[Observer] = None,
 ) -> numpy.ndarray:
     """Score the ``rows`` (first token, length: whole docs for context, or sentences)
     with one exit's head; write the answers of the segments that finish here into
@@ -194,6 +202,8 @@ def _apply_exit(
         index = torch.from_numpy(numpy.where(mask, first[:, None] + numpy.arange(T)[None, :], 0)).to(device)
         mask_t = torch.from_numpy(mask).to(device)
         mixed = pooler.gather_mixed(index, weights)
+        if observe is not None:
+            observe(index[mask_t], mixed[mask_t])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             scores = head.from_mixed(mixed, lex[index], mask_t)
         log_probs = torch.log_softmax(scores.float(), dim=-1)

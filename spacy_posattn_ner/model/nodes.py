@@ -25,7 +25,7 @@ from ..layers.lexical import lexical_ids_many
 from ..segments import head_rows
 from ..settings import SettingValues, Settings
 from .build import ensure_head, get_head
-from .engine import TagScores, tag_scores
+from .engine import Observer, TagScores, tag_scores
 
 # training output: (scores (n_docs, longest, n_tags), or (n_exits, ...) with exits; lengths)
 PaddedScores = Tuple[Union[Floats3d, Floats4d], Ints1d]
@@ -107,8 +107,9 @@ def _tagger_forward(model: Model, docs: List[Doc], is_train: bool):
     return _train_forward(model, docs)
 
 
-def predict_tag_scores(model: Model, docs: Sequence[Doc]) -> TagScores:
-    """The inference path (``engine.tag_scores``) with the settings handed to the model."""
+def predict_tag_scores(model: Model, docs: Sequence[Doc], observe: Optional[Observer] = None) -> TagScores:
+    """The inference path (``engine.tag_scores``) with the settings handed to the model
+    (``observe``: see ``engine.tag_scores``)."""
     settings = settings_of(model)
     return tag_scores(
         get_backbone(model),
@@ -118,6 +119,7 @@ def predict_tag_scores(model: Model, docs: Sequence[Doc]) -> TagScores:
         threshold=settings.exit_threshold,
         precision=settings.precision,
         policy=settings.exit_policy,
+        observe=observe,
     )
 
 

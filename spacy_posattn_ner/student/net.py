@@ -1,0 +1,76 @@
+"""The student's PyTorch network: static vectors + hashed lexical features →
+a few window convolutions (maxout, residual, layer norm, as spaCy's
+MaxoutWindowEncoder) → optionally one narrow BiLSTM → one score per BILUO tag.
+
+It reads one row at a time (a sentence, or a doc without sentence starts), padded
+positions zeroed before every convolution so a row's answer never depends on the
+rows padded with it.
+"""
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..layers.dropout import FastDropout
+from ..layers.lexical import LexicalEmbed
+
+
+class MaxoutWindow(nn.Module):
+    """One encoder layer: each token reads ``window`` tokens either side (a 1-d
+    convolution), maxout over ``pieces``, layer norm, residual."""
+
+    def __init__(self, width: int, window: int, pieces: int, dropout: float):
+        super().__init__()
+        self.pieces = pieces
+        self.conv = nn.Conv1d(width, width * pieces, kernel_size=2 * window + 1, padding=window)
+        self.norm = nn.LayerNorm(width)
+        self.dropout = FastDropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, W = x.shape
+        h = self.conv((x * mask[..., None]).transpose(1, 2)).transpose(1, 2)  # (B, T, W * pieces)
+        if self.pieces > 1:
+            h = h.view(B, T, W, self.pieces).amax(dim=-1)
+        return x + self.dropout(self.norm(h))
+
+
+class StudentNet(nn.Module):
+    def __init__(
+        self,
+        *,
+        vectors_width: int,
+        n_tags: int,
+        width: int,
+        depth: int,
+        window: int,
+        maxout_pieces: int,
+        lstm_width: int,
+        lexical_rows: Sequence[int],
+        lexical_width: int,
+        dropout: float,
+    ):
+        super().__init__()
+        self.oov = nn.Parameter(torch.zeros(vectors_width))
+        self.lexical = LexicalEmbed(lexical_rows, lexical_width)
+        self.project = nn.Linear(vectors_width + self.lexical.output_width, width)
+        self.input_norm = nn.LayerNorm(width)
+        self.dropout = FastDropout(dropout)
+        self.blocks = nn.ModuleList(MaxoutWindow(width, window, maxout_pieces, dropout) for _ in range(depth))
+        self.lstm = nn.LSTM(width, lstm_width, batch_first=True, bidirectional=True) if lstm_width else None
+        self.tagger = nn.Linear(2 * lstm_width if lstm_width else width, n_tags)
+
+    def forward(self, vecs: torch.Tensor, known: torch.Tensor, lex_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """vecs (B, T, D) float; known (B, T) bool (False: the OOV row); lex_ids
+        (B, T, A, S) long; mask (B, T) bool → (B, T, n_tags) scores."""
+        vecs = torch.where(known[..., None], vecs, self.oov)
+        x = torch.cat([vecs, self.lexical(lex_ids)], dim=-1)
+        x = self.dropout(self.input_norm(self.project(self.dropout(x))))
+        for block in self.blocks:
+            x = block(x, mask)
+        if self.lstm is not None:
+            lengths = mask.sum(dim=1).clamp(min=1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            x = self.dropout(x)
+        return self.tagger(x)
