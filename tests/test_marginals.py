@@ -424,3 +424,27 @@ def test_a_300_token_doc_with_8_labels():
     got = set(rows(cands))
     assert {v for v, m in zip(rows(entities), marg.tolist()) if m >= 0.1} <= got
     assert set(rows(lattice.candidates(0.1, max_length=2))) == {c for c in got if c[2] - c[1] <= 2}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numpy_recursions_match_torch(seed):
+    """Inference on the CPU runs the scaled recursions in numpy; they are the torch ones step
+    for step (checked on ragged batches with empty docs, impossible rows and -1e4 tags)."""
+    from spacy_posattn_ner.decoding import marginals as m
+    from spacy_posattn_ner.decoding.viterbi import make_tags, transition_masks
+
+    rng = numpy.random.default_rng(seed)
+    tags = make_tags(["geo", "org", "per"])
+    B, T, K = 6, 17, len(tags)
+    lp = torch.log_softmax(torch.from_numpy(rng.normal(size=(B, T, K)) * 3).float(), dim=-1)
+    lp[1, 3] = -1e4
+    lp[1, 3, 0] = 0.0
+    lp[2, :, 1:] -= 1e4
+    lengths = torch.tensor([17, 9, 1, 0, 16, 5])
+    allowed, start, end = (torch.from_numpy(a) for a in transition_masks(tags))
+    prepared = m._prepare(lp, lengths, allowed, start, end)
+    fast = m._scaled_forward_backward_numpy(*prepared)
+    with torch.enable_grad():
+        slow = m._scaled_forward_backward(prepared[0].clone().requires_grad_(True), *prepared[1:])
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=2e-4)
