@@ -6,7 +6,8 @@ once on posattn_ner as saved, in a child process, as spaCy's own cross-check.
 Writes JSON only; render-benchmarks turns it into BENCHMARKS.md's section.
 
     python -m scripts.benchmark_speed corpus/test.spacy --ours training/posattn_ner/model-calibrated \\
-        --cnn training/cnn_ner/model-best --trf training-bench/trf/model-best --output metrics/benchmark_speed.json
+        --cnn training/cnn_ner/model-best --trf training-bench/trf/model-best --student training/student \\
+        [--latency 300] --output metrics/benchmark_speed.json
 """
 import re
 import sys
@@ -44,18 +45,19 @@ def parse_precisions(spec: str) -> List[str]:
     return out
 
 
-def peers(cnn: Optional[Path], trf: Optional[Path]) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Language]]:
+def peers(cnn: Optional[Path], trf: Optional[Path], student: Optional[Path] = None
+          ) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Language]]:  # fmt: skip
     """The optional systems: what the report says of each, and those that loaded."""
     systems: Dict[str, Dict[str, Any]] = {}
     loaded: Dict[str, Language] = {}
-    for key, path in (("cnn", cnn), ("trf", trf)):
+    for key, path in (("cnn", cnn), ("trf", trf), ("student", student)):
         if path is None:
             systems[key] = {"model": None, "left_out": "not given"}
         elif not path.exists():
             systems[key] = {"model": str(path), "left_out": f"`{path}` not found"}
             msg.warn(f"{path} not found: {key} left out")
         else:
-            loaded[key] = load_pipeline(path, need="ner")
+            loaded[key] = load_pipeline(path, need=COMPONENT if key == "student" else "ner")
             systems[key] = {"model": str(path), "pipeline": list(loaded[key].pipe_names)}
     return systems, loaded
 
@@ -76,6 +78,26 @@ def ours_rows(nlp: Language, refs: List[Doc], precisions: List[str], batch_size:
             msg.text(f"ours {precision}, exit {exit_name}: F1 {row['ents_f']:.4f}, {row['words_per_second']:,.0f} words/s")
             rows.append(row)
     return rows
+
+
+def latency(systems: Dict[str, Language], texts: List[str]) -> Dict[str, Dict[str, float]]:
+    """Milliseconds per ``nlp(text)`` call (one text, the web-service case), the systems
+    taking turns text by text (the order rotating) so that load drifts hit them alike."""
+    import statistics
+    import time
+
+    names = list(systems)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for name in names:  # warm-up
+        for text in texts[:20]:
+            systems[name](text)
+    for i, text in enumerate(texts):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            start = time.perf_counter()
+            systems[name](text)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: {"median_ms": statistics.median(t), "mean_ms": statistics.fmean(t),
+                   "p90_ms": sorted(t)[int(0.9 * (len(t) - 1))], "n_texts": len(t)} for name, t in times.items()}  # fmt: skip
 
 
 def spacy_benchmark(model: Path, test: Path, limit: int, batch_size: int, n_batches: int, warmup: int,
@@ -117,6 +139,8 @@ def main(
     ours: Path = typer.Option(..., "--ours", exists=True, file_okay=False, help="Saved posattn_ner pipeline"),
     cnn: Optional[Path] = typer.Option(None, "--cnn", help="Saved spaCy CNN ner pipeline (left out if missing)"),
     trf: Optional[Path] = typer.Option(None, "--trf", help="Saved spacy-transformers pipeline (left out if missing)"),
+    student: Optional[Path] = typer.Option(None, "--student", help="Saved distilled student (left out if missing)"),
+    latency_texts: int = typer.Option(0, "--latency", min=0, help="Also time nlp(text) on this many one-sentence test texts, systems taking turns (0: no)"),
     precisions: str = typer.Option("fp32,bf16,int8,auto", "--precisions", help="posattn_ner precisions to run"),
     n_threads: Threads = 2,
     batch_size: BatchSize = 256,
@@ -135,7 +159,7 @@ def main(
     head = report_head(ctx, "scripts.benchmark_speed", n_threads)
     try:  # load everything first: a bad path fails before any measuring
         nlp = load_pipeline(ours)
-        systems, loaded = peers(cnn, trf)
+        systems, loaded = peers(cnn, trf, student)
     except ValueError as err:
         msg.fail(str(err), exits=1)
     pipe = nlp.get_pipe(COMPONENT)
@@ -146,6 +170,12 @@ def main(
         row.update(measure(other, gold(other, test_path, limit, sentences), batch_size=batch_size, repeats=repeats))
         msg.text(f"{key}: F1 {row['ents_f']:.4f}, {row['words_per_second']:,.0f} words/s")
         rows.append(row)
+    per_call = None
+    if latency_texts:
+        texts = [doc.text for doc in sentence_docs(read_gold(nlp, test_path, 0))[:latency_texts]]
+        per_call = latency({"ours": nlp, **loaded}, texts)
+        for name, value in per_call.items():
+            msg.text(f"{name}: nlp(text) {value['median_ms']:.2f} ms median, {value['mean_ms']:.2f} ms mean")
     bench: Dict[str, Any] = {"skipped": True}
     if with_spacy_benchmark:
         with tempfile.TemporaryDirectory(prefix="benchmark-speed-") as tmp:
@@ -170,6 +200,7 @@ def main(
         },
         "systems": systems,
         "rows": rows,
+        "latency": per_call,
         "spacy_benchmark": bench,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
