@@ -21,11 +21,12 @@ import typer
 from wasabi import msg
 
 from .annotate.cli import app
-from .student.cli import register as _register_distill
 from .calibration import (
     ALWAYS_FIRST, NEVER_EXIT, SPEED_DEFINITION, CalibrationError, calibrate_temperature, choose_exit_threshold,
     f1_loss_points, get_component, parse_thresholds, read_gold, reference_row, run_exit_grid,
 )
+from .model.exit_policies import policy_name
+from .student.cli import register as _register_distill
 
 _register_distill(app)  # spacy-posattn-ner distill
 MODEL = typer.Argument(..., exists=True, file_okay=False, help="Saved spaCy pipeline with a posattn_ner")
@@ -80,17 +81,21 @@ def calibrate_exit(
     limit: int = LIMIT,
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="nlp.pipe batch size"),
     repeats: int = typer.Option(1, "--repeats", min=1, help="Timed passes per threshold (the best counts)"),
+    exit_policy: Optional[str] = typer.Option(None, "--exit-policy", help="A registered exit policy to use instead of the pipeline's (e.g. spacy-posattn-ner.max_token_entropy.v1); saved with --save-to"),
 ) -> None:
     """Pick the fastest exit threshold whose dev F1 is at most --max-loss points below never-exit."""
     head = _head(n_threads)
     nlp, ner = _load(model_dir, need_exits=True)
     try:
+        if exit_policy is not None:
+            ner.exit_policy = exit_policy
         grid = parse_thresholds(thresholds, (NEVER_EXIT, ALWAYS_FIRST, ner.exit_threshold))
         refs = read_gold(nlp, dev_path, limit)
-    except CalibrationError as err:
+    except (CalibrationError, ValueError) as err:
         msg.fail(str(err), exits=1)
     rows = run_exit_grid(nlp, ner, refs, grid, batch_size, repeats, log=msg.text)
     report = {**head, "speed_definition": SPEED_DEFINITION, "model": str(model_dir), "data": str(dev_path),
+              "exit_policy": policy_name(ner.exit_policy),
               "n_docs": len(refs), "n_words": rows[0]["n_words"], "batch_size": batch_size, "repeats": repeats,
               "exit_layers": list(ner.exit_layers), "rows": rows}  # fmt: skip
     if save_to is not None:

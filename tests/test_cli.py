@@ -25,6 +25,21 @@ def test_calibrate_exit_writes_the_report_and_saves_the_threshold(toy_corpus, tm
     assert spacy.load(FIXTURE / "v3_sentences").get_pipe("posattn_ner").exit_threshold == 1.0  # input untouched
 
 
+def test_calibrate_exit_with_another_exit_policy_saves_it(toy_corpus, tmp_path):
+    out, saved = tmp_path / "entropy.json", tmp_path / "model-entropy"
+    policy = "spacy-posattn-ner.max_token_entropy.v1"
+    result = CliRunner().invoke(app, ["calibrate-exit", str(FIXTURE / "v3_sentences"), str(toy_corpus), "--output", str(out),
+                                      "--save-to", str(saved), "--thresholds", "0.5", "--exit-policy", policy])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["exit_policy"] == policy
+    nlp = spacy.load(saved)
+    assert nlp.config["components"]["posattn_ner"]["exit_policy"] == {"@misc": policy}
+    assert nlp.get_pipe("posattn_ner").exit_policy.registry_name == policy
+    bad = CliRunner().invoke(app, ["calibrate-exit", str(FIXTURE / "v3_sentences"), str(toy_corpus), "--output",
+                                   str(tmp_path / "x.json"), "--exit-policy", "no-such-policy.v1"])
+    assert bad.exit_code == 1 and "exit_policy 'no-such-policy.v1' is not a registered" in bad.output
+
+
 def test_calibrate_exit_refuses_a_pipeline_without_exits(toy_corpus, tmp_path):
     result = CliRunner().invoke(app, ["calibrate-exit", str(FIXTURE / "v1"), str(toy_corpus), "--output",
                                       str(tmp_path / "x.json")])
