@@ -33,6 +33,7 @@ from .model.nodes import PaddedScores, TaggerOutput, get_backbone, hand_settings
 from .model.optimizer import step_in_place
 from .serialization import checksum, legacy_model_settings, read_cfg, verify
 from .settings import DEFAULT_EXIT_POLICY, DEFAULTS, NAMES, TRAINING_DEFAULTS, Settings, validate_training
+from .text_safety import install as install_text_safety
 from .training.gold import gold_tag_ids
 from .training.losses import token_loss
 
@@ -76,7 +77,9 @@ def make_posattn_ner(
     it they spill to a memory-mapped file in ``cache_dir``, a temporary directory if None),
     ``cache_max_disk_mb`` (the spill file's bound, 0 = never spill; past it training stops
     with FeatureCacheFullError naming the setting) and ``exit_distill`` (the weight of the
-    last exit's distribution in the earlier exits' targets, ``training/losses.py``)."""
+    last exit's distribution in the earlier exits' targets, ``training/losses.py``).
+    Adding the component also wraps ``nlp.tokenizer`` (once) so that texts with lone
+    surrogates are tokenized instead of raising (``text_safety.py``)."""
     settings = Settings.from_config(
         exit_threshold=exit_threshold, precision=precision, train_precision=train_precision, scores=scores,
         candidate_threshold=candidate_threshold, temperature=temperature, exit_policy=exit_policy,
@@ -86,6 +89,7 @@ def make_posattn_ner(
     component = PosAttnNER(nlp.vocab, model, name, settings=settings, training=training, spans_key=spans_key,
                            scorer=scorer)  # fmt: skip
     settings.attach(nlp, component)
+    install_text_safety(nlp)  # lone surrogates → U+FFFD before spaCy's tokenizer (text_safety.py)
     return component
 
 
