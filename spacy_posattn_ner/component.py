@@ -33,6 +33,7 @@ from .model.nodes import PaddedScores, TaggerOutput, get_backbone, hand_settings
 from .model.optimizer import step_in_place
 from .serialization import checksum, legacy_model_settings, read_cfg, verify
 from .settings import DEFAULT_EXIT_POLICY, DEFAULTS, NAMES, TRAINING_DEFAULTS, Settings, validate_training
+from .text_safety import install as install_text_safety
 from .training.gold import gold_tag_ids
 from .training.losses import distill_loss, token_loss
 from .training.teacher import teacher_arrays
@@ -81,7 +82,9 @@ def make_posattn_ner(
     with FeatureCacheFullError naming the setting) and ``exit_distill`` (the weight of the
     last exit's distribution in the earlier exits' targets, ``training/losses.py``);
     ``distill_temperature`` and ``distill_gold_weight`` (how a student learns from a
-    teacher's distributions where its training examples carry them: ``distill_loss``)."""
+    teacher's distributions where its training examples carry them: ``distill_loss``).
+    Adding the component also wraps ``nlp.tokenizer`` (once) so that texts with lone
+    surrogates are tokenized instead of raising (``text_safety.py``)."""
     settings = Settings.from_config(
         exit_threshold=exit_threshold, precision=precision, train_precision=train_precision, scores=scores,
         candidate_threshold=candidate_threshold, temperature=temperature, exit_policy=exit_policy,
@@ -92,6 +95,7 @@ def make_posattn_ner(
     component = PosAttnNER(nlp.vocab, model, name, settings=settings, training=training, spans_key=spans_key,
                            scorer=scorer)  # fmt: skip
     settings.attach(nlp, component)
+    install_text_safety(nlp)  # lone surrogates → U+FFFD before spaCy's tokenizer (text_safety.py)
     return component
 
 

@@ -4,9 +4,11 @@ tokenizer raises ``UnicodeEncodeError`` when it hashes the token, and in ``nlp.p
 one such text fails the whole call. ``SurrogateSafeTokenizer`` wraps a pipeline's
 tokenizer and replaces each lone surrogate with U+FFFD (the replacement character)
 before tokenizing: one character for one, so every other character keeps its offset,
-and ``doc.text`` differs from the input exactly there. ``nlp.tokenizer =
-SurrogateSafeTokenizer(nlp.tokenizer)`` applies it to a loaded pipeline; it saves
-and loads as the tokenizer it wraps.
+and ``doc.text`` differs from the input exactly there. The ``posattn_ner`` factory
+installs it (``install``) on the pipeline it is added to, so a user gets it without
+doing anything, also after ``spacy.load`` (the factory runs again); it saves and loads
+as the tokenizer it wraps, so the saved pipeline is unchanged. ``nlp.tokenizer =
+SurrogateSafeTokenizer(nlp.tokenizer)`` applies it to any other pipeline.
 """
 import re
 from typing import Any, Iterable, Iterator
@@ -43,3 +45,9 @@ class SurrogateSafeTokenizer:
         if name == "tokenizer":
             raise AttributeError(name)
         return getattr(self.tokenizer, name)
+
+
+def install(nlp: Any) -> None:
+    """Wrap ``nlp.tokenizer`` in a SurrogateSafeTokenizer unless it is one already."""
+    if not isinstance(nlp.tokenizer, SurrogateSafeTokenizer):
+        nlp.tokenizer = SurrogateSafeTokenizer(nlp.tokenizer)

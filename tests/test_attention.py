@@ -6,7 +6,7 @@ import torch
 
 from spacy_posattn_ner.layers import attention
 from spacy_posattn_ner.layers.attention import CHUNK, CONTEXT, PositionalAttentionBlock, chunk_count, run_blocks
-from spacy_posattn_ner.layers.head import PosAttnHead
+from spacy_posattn_ner.model.heads import PosAttnHead
 
 
 def _blocks(depth: int = 2, width: int = 16):

@@ -13,7 +13,7 @@ import numpy
 import torch
 from spacy.tokens import Doc
 
-from ..batching import length_chunks
+from ..batching import bucket_chunks, padded_length
 from ..threads import install_fork_handler
 from .encoder import (
     EMBEDDED_BACKBONE,
@@ -170,8 +170,11 @@ class FrozenBackbone:
         return self.windower(docs)
 
     def batches(self, windows: List[Window]) -> Iterator[List[Window]]:
-        """Length-sorted batches under a padded-wordpiece budget, so padding stays small."""
-        for chunk in length_chunks([len(w.input_ids) for w in windows], self.batch_wordpieces):
+        """Length-sorted batches under a padded-wordpiece budget, each of windows of one
+        ``padded_length`` bucket: a window is padded to a length that depends on its own
+        length only, so its states do not depend on the windows batched with it (bf16
+        attention rounds differently with the padded length: ``batching.padded_length``)."""
+        for chunk, _ in bucket_chunks([len(w.input_ids) for w in windows], self.batch_wordpieces, cap=self.max_length):
             yield [windows[i] for i in chunk]
 
     def inference_model(self, precision: str, training: bool = False) -> Tuple[torch.nn.Module, str, bool]:
@@ -196,10 +199,13 @@ class FrozenBackbone:
         return self.model, precision, precision == "bf16"
 
     def runner(self, batch: Sequence[Window], precision: str, training: bool = False) -> LayerRunner:
-        """A layer-by-layer runner over a padded batch of windows, on the encoder's device."""
+        """A layer-by-layer runner over a batch of windows, each padded to its
+        ``padded_length`` (the longest one's, for a batch from ``batches``), on the
+        encoder's device."""
         model, _, autocast = self.inference_model(precision, training)
         lengths = numpy.asarray([len(w.input_ids) for w in batch])
-        ids = numpy.full((len(batch), int(lengths.max())), self.tokenizer.pad_token_id or 0, dtype="int64")
+        width = max(padded_length(n, cap=self.max_length) for n in lengths.tolist())
+        ids = numpy.full((len(batch), width), self.tokenizer.pad_token_id or 0, dtype="int64")
         mask = numpy.arange(ids.shape[1])[None, :] < lengths[:, None]
         ids[mask] = numpy.concatenate([w.input_ids for w in batch])
         device = self.device

@@ -15,7 +15,12 @@ With ``per_sentence`` (FrozenBackbone.v2's sentence windows) the heads read one
 sentence at a time, as the backbone does: a finished sentence stops its heads and
 its windows, nothing is carried, and a doc's answer is its sentences' answers.
 
-Nothing depends on the other docs of a batch: a doc's answer is the same in any batch.
+Nothing depends on the other docs of a batch: a doc's answer is the same in any batch,
+bit for bit, in fp32 and bf16. Backbone windows and head rows are padded to a length
+that depends on their own length only and batched with rows of that same length
+(``batching.padded_length``): bf16 attention rounds differently with the padded
+length, so a shared batch-wide pad made a doc's scores move with its batch mates.
+int8 is the exception: dynamic quantization scales each batch by its own range.
 From wordpiece ids to log-probs, tensors stay on the backbone's device: pooling,
 the layer mix, the heads and the bookkeeping of who left where. The only transfer
 to the host per exit is one boolean per segment (which go on).
@@ -28,7 +33,8 @@ import torch
 from spacy.tokens import Doc
 
 from ..backbone import FrozenBackbone, TokenPooler, Window, resolve_precision
-from ..batching import length_chunks
+from ..batching import bucket_chunks
+from ..layers.attention import CHUNK
 from ..layers.lexical import lexical_ids_many
 from ..segments import head_rows, segment_starts
 from .exit_policies import ExitPolicy, least_sure_token_confidence
@@ -195,11 +201,13 @@ def _apply_exit(
     weights = head.mix_weights()  # its length is the number of layers it mixes
     n_segments = len(segments.doc)
     row_first, row_length = rows
-    for chunk in length_chunks(row_length, token_budget):
+    # each row padded to a length of its own (rows of up to CHUNK tokens stay within it, so
+    # they run the attention whole), and its padding filled with its own first token: a
+    # row's shapes and values do not depend on the rows batched with it
+    for chunk, T in bucket_chunks(row_length, token_budget, cap=CHUNK):
         first, length = row_first[chunk], row_length[chunk]
-        T = int(length.max())
         mask = numpy.arange(T)[None, :] < length[:, None]
-        index = torch.from_numpy(numpy.where(mask, first[:, None] + numpy.arange(T)[None, :], 0)).to(device)
+        index = torch.from_numpy(numpy.where(mask, first[:, None] + numpy.arange(T)[None, :], first[:, None])).to(device)
         mask_t = torch.from_numpy(mask).to(device)
         mixed = pooler.gather_mixed(index, weights)
         if observe is not None:
