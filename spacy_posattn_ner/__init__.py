@@ -6,7 +6,8 @@ Importing the package registers the ``posattn_ner`` factory and the
 from . import architectures  # noqa: F401  (registers architectures)
 from . import student  # noqa: F401  (registers spacy-posattn-ner.Student.v1 and its head builder)
 from .backbone import EMBEDDED_BACKBONE, BackboneLoadError, FrozenBackbone
-from .component import PosAttnNER, make_posattn_ner
+from .component import PosAttnNER
+from .factory import make_posattn_ner
 from .settings import Settings
 from .training import check, schedule, teacher  # noqa: F401  (registers the schedule functions, the check logger and the teacher-targets reader)
 from .training.log import make_jsonl_logger  # noqa: F401  (registers spacy-posattn-ner.JsonlLogger.v1)

@@ -1,5 +1,5 @@
 """The ``posattn_ner`` pipeline component: labels, initialize, predict → decode →
-set_annotations, update, scoring and serialization.
+set_annotations, update, scoring and serialization (its factory: ``factory.py``).
 
 The model owns prediction (``model/``), decoding its own package (``decoding/``), the
 losses theirs (``training/``) and the runtime settings theirs (``settings.py``): the
@@ -20,83 +20,27 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, Optimizer
+from thinc.api import Model, Optimizer
 
-from .architectures import DEFAULT_MODEL_CONFIG
 from .backbone import resolve_precision
 from .decoding import Decoder, Predictions, make_tags
 from .decoding.annotations import annotate
 from .feature_cache import FeatureCache
 from .model.build import check_model_config, drop_head, ensure_head, get_head, has_head
 from .model.engine import TagScores
-from .model.nodes import PaddedScores, TaggerOutput, get_backbone, hand_settings
+from .model.nodes import PaddedScores, get_backbone, hand_settings
 from .model.optimizer import step_in_place
 from .serialization import checksum, legacy_model_settings, read_cfg, verify
-from .settings import DEFAULT_EXIT_POLICY, DEFAULTS, NAMES, TRAINING_DEFAULTS, Settings, validate_training
-from .text_safety import install as install_text_safety
+from .settings import NAMES, TRAINING_DEFAULTS, Settings, validate_training
 from .training.gold import gold_tag_ids
 from .training.losses import distill_loss, token_loss
 from .training.teacher import teacher_arrays
-
-DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]  # the shipped model (configs/posattn_ner.cfg)
 
 for _name in ("exit_layer", "exit_layers"):
     # exit_layer: the deepest backbone layer a doc's prediction used; exit_layers: the layer each
     # segment (a sentence where set, else the doc) left at. None before posattn_ner ran.
     if not Doc.has_extension(_name):
         Doc.set_extension(_name, default=None)
-
-
-@Language.factory(
-    "posattn_ner",
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    default_config={
-        "model": DEFAULT_MODEL,
-        # runtime settings (settings.py): change what a trained pipeline answers
-        **{key: getattr(DEFAULTS, key) for key in NAMES if key != "exit_policy"},
-        "exit_policy": DEFAULT_EXIT_POLICY,
-        "spans_key": "posattn_ner",
-        # training only (settings.TrainingOptions): how a model is trained
-        "cache_max_ram_mb": TRAINING_DEFAULTS.cache_max_ram_mb,
-        "cache_dir": TRAINING_DEFAULTS.cache_dir,
-        "cache_max_disk_mb": TRAINING_DEFAULTS.cache_max_disk_mb,
-        "exit_distill": TRAINING_DEFAULTS.exit_distill,
-        "distill_temperature": TRAINING_DEFAULTS.distill_temperature,
-        "distill_gold_weight": TRAINING_DEFAULTS.distill_gold_weight,
-        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
-    },
-    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
-)
-def make_posattn_ner(
-    nlp: Language, name: str, model: Model[List[Doc], TaggerOutput],
-    exit_threshold: float, precision: str, train_precision: str, scores: bool,
-    candidate_threshold: Optional[float], temperature: float, exit_policy: Callable, spans_key: str,
-    cache_max_ram_mb: float, cache_dir: Optional[str], cache_max_disk_mb: float, exit_distill: float,
-    distill_temperature: float, distill_gold_weight: float, scorer: Optional[Callable],
-) -> "PosAttnNER":
-    """Create a posattn_ner component. The runtime settings are documented in
-    ``spacy_posattn_ner.settings``; ``spans_key`` is the ``doc.spans`` key of the scored
-    entities. Training only: ``cache_max_ram_mb`` (RAM for cached training features, beyond
-    it they spill to a memory-mapped file in ``cache_dir``, a temporary directory if None),
-    ``cache_max_disk_mb`` (the spill file's bound, 0 = never spill; past it training stops
-    with FeatureCacheFullError naming the setting) and ``exit_distill`` (the weight of the
-    last exit's distribution in the earlier exits' targets, ``training/losses.py``);
-    ``distill_temperature`` and ``distill_gold_weight`` (how a student learns from a
-    teacher's distributions where its training examples carry them: ``distill_loss``).
-    Adding the component also wraps ``nlp.tokenizer`` (once) so that texts with lone
-    surrogates are tokenized instead of raising (``text_safety.py``)."""
-    settings = Settings.from_config(
-        exit_threshold=exit_threshold, precision=precision, train_precision=train_precision, scores=scores,
-        candidate_threshold=candidate_threshold, temperature=temperature, exit_policy=exit_policy,
-    )
-    training = {"cache_max_ram_mb": cache_max_ram_mb, "cache_dir": cache_dir, "cache_max_disk_mb": cache_max_disk_mb,
-                "exit_distill": exit_distill, "distill_temperature": distill_temperature,
-                "distill_gold_weight": distill_gold_weight}  # fmt: skip
-    component = PosAttnNER(nlp.vocab, model, name, settings=settings, training=training, spans_key=spans_key,
-                           scorer=scorer)  # fmt: skip
-    settings.attach(nlp, component)
-    install_text_safety(nlp)  # lone surrogates → U+FFFD before spaCy's tokenizer (text_safety.py)
-    return component
 
 
 class PosAttnNER(TrainablePipe):
