@@ -45,7 +45,7 @@ class FrozenBackbone:
     ``features(docs)`` gives, per doc, a float16 array ``(n_layers, n_tokens, width)``
     of every hidden state (embeddings + each layer) pooled into tokens: the features
     the head trains on. Inference runs the same windows, runners and pooling layer
-    by layer (``spacy_posattn_ner.engine``). Safe to share between threads: lazily
+    by layer (``spacy_posattn_ner.model.engine``). Safe to share between threads: lazily
     built parts are built under a lock, and nothing else changes after loading
     except ``cache`` (a training device set by the component).
     """
