@@ -58,7 +58,7 @@ def peers(cnn: Optional[Path], trf: Optional[Path], student: Optional[Path] = No
             msg.warn(f"{path} not found: {key} left out")
         else:
             loaded[key] = load_pipeline(path, need=COMPONENT if key == "student" else "ner")
-            systems[key] = {"model": str(path), "pipeline": list(loaded[key].pipe_names)}
+            systems[key] = {"model": str(path), "pipeline": list(loaded[key].pipe_names), "size_mb": size_mb(path)}
     return systems, loaded
 
 
@@ -78,6 +78,11 @@ def ours_rows(nlp: Language, refs: List[Doc], precisions: List[str], batch_size:
             msg.text(f"ours {precision}, exit {exit_name}: F1 {row['ents_f']:.4f}, {row['words_per_second']:,.0f} words/s")
             rows.append(row)
     return rows
+
+
+def size_mb(path: Path) -> float:
+    """A saved pipeline's size on disk (MB, 10^6 bytes)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6
 
 
 def latency(systems: Dict[str, Language], texts: List[str]) -> Dict[str, Dict[str, float]]:
@@ -192,6 +197,7 @@ def main(
         "repeats": repeats,
         "ours": {
             "model": str(ours),
+            "size_mb": size_mb(ours),
             "exit_layers": list(pipe.exit_layers) if pipe.exit_layers else None,
             "calibrated_threshold": pipe.exit_threshold,
             "saved_precision": pipe.precision,
