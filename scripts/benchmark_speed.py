@@ -145,7 +145,7 @@ def main(
     cnn: Optional[Path] = typer.Option(None, "--cnn", help="Saved spaCy CNN ner pipeline (left out if missing)"),
     trf: Optional[Path] = typer.Option(None, "--trf", help="Saved spacy-transformers pipeline (left out if missing)"),
     student: Optional[Path] = typer.Option(None, "--student", help="Saved distilled student (left out if missing)"),
-    latency_texts: int = typer.Option(0, "--latency", min=0, help="Also time nlp(text) on this many one-sentence test texts, systems taking turns (0: no)"),
+    latency_texts: int = typer.Option(0, "--latency", min=0, help="Also time nlp(text) on this many of the docs measured (one sentence each with --sentences or a one-sentence-per-doc corpus), systems taking turns (0: no)"),
     precisions: str = typer.Option("fp32,bf16,int8,auto", "--precisions", help="posattn_ner precisions to run"),
     n_threads: Threads = 2,
     batch_size: BatchSize = 256,
@@ -177,7 +177,7 @@ def main(
         rows.append(row)
     per_call = None
     if latency_texts:
-        texts = [doc.text for doc in sentence_docs(read_gold(nlp, test_path, 0))[:latency_texts]]
+        texts = [doc.text for doc in refs[:latency_texts]]  # the docs measured above (one sentence each with --sentences)
         per_call = latency({"ours": nlp, **loaded}, texts)
         for name, value in per_call.items():
             msg.text(f"{name}: nlp(text) {value['median_ms']:.2f} ms median, {value['mean_ms']:.2f} ms mean")
