@@ -17,19 +17,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 import torch
 from spacy.tokens import Doc
+from spacy.util import registry
 from thinc.api import Model, PyTorchShim
 from thinc.types import Floats3d
 
-from spacy.util import registry
-
 from ..batching import length_chunks
 from ..layers.lexical import lexical_ids_many
+from ..model.build import MAX_LEXICAL_ROWS, MAX_WIDTH, _int_in, ensure_head
 from ..model.engine import TagScores, segment_ids
 from ..model.nodes import PaddedScores
 from ..segments import head_rows
 from .net import StudentNet
 from .vectors import StaticVectors
-from ..model.build import ensure_head
 
 # rows (sentences) are scored in length-sorted groups of at most this many padded tokens
 TOKEN_BUDGET = 8192
@@ -78,12 +77,11 @@ def check_student_config(cfg: Dict[str, Any], where: str) -> None:
     """Refuse sizes no student can have, naming ``where`` and the setting."""
     for key, low in (("width", 1), ("depth", 0), ("window", 0), ("maxout_pieces", 1), ("lstm_width", 0),
                      ("lexical_width", 1)):
-        value = cfg.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65536:
-            raise ValueError(f"{where}: {key} = {value!r}: need an integer from {low} to 65536")
+        if not _int_in(cfg.get(key), low, MAX_WIDTH):
+            raise ValueError(f"{where}: {key} = {cfg.get(key)!r}: need an integer from {low} to {MAX_WIDTH}")
     rows = cfg.get("lexical_rows")
-    if not isinstance(rows, list) or len(rows) != 4 or not all(isinstance(r, int) and 1 <= r <= 1 << 24 for r in rows):
-        raise ValueError(f"{where}: lexical_rows = {rows!r}: need four integers from 1 to {1 << 24}")
+    if not isinstance(rows, list) or len(rows) != 4 or not all(_int_in(r, 1, MAX_LEXICAL_ROWS) for r in rows):
+        raise ValueError(f"{where}: lexical_rows = {rows!r}: need four integers from 1 to {MAX_LEXICAL_ROWS}")
     dropout = cfg.get("dropout")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"{where}: dropout = {dropout!r}: need a number in [0, 1)")

@@ -89,9 +89,12 @@ def teacher_targets_corpus(
     doc with its entities missing, and carries the teacher's distributions. ``limit``:
     the first N docs (0: all). Read shard by shard on every pass: memory stays bounded."""
     read_index(path)  # fail at config time, naming the directory
+    gold_of: Dict[int, Dict[str, Doc]] = {}  # per vocab: the gold file is read once, not on every pass
 
     def read(nlp: Language) -> Iterator[Example]:
-        gold_docs = {d.text: d for d in DocBin().from_disk(gold).get_docs(nlp.vocab)} if gold else {}
+        if id(nlp.vocab) not in gold_of:
+            gold_of[id(nlp.vocab)] = {d.text: d for d in DocBin().from_disk(gold).get_docs(nlp.vocab)} if gold else {}
+        gold_docs = gold_of[id(nlp.vocab)]
         for n, (doc, log_probs, tags) in enumerate(iter_targets(Path(path), nlp)):
             if limit and n >= limit:
                 return
