@@ -446,5 +446,34 @@ def test_numpy_recursions_match_torch(seed):
     fast = m._scaled_forward_backward_numpy(*prepared)
     with torch.enable_grad():
         slow = m._scaled_forward_backward(prepared[0].clone().requires_grad_(True), *prepared[1:])
-    for a, b in zip(fast, slow):
+    for name, a, b in zip(fast._fields, fast, slow):
+        if name in ("log_alpha_hat", "log_beta_hat"):
+            # the probability-space recursions (float64) hold e^-1e4 as 0, i.e. NEG: both are
+            # nothing to float32's exp, and the -1e4 rows' marginals agree below
+            a, b = a.clamp(min=-700), b.clamp(min=-700)
         torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=2e-4)
+    marginals = fast.log_alpha_hat + fast.log_beta_hat
+    torch.testing.assert_close(marginals.exp(), (slow.log_alpha_hat + slow.log_beta_hat).detach().exp(), atol=1e-6, rtol=0)
+
+
+def test_probability_recursions_run_unless_they_underflow():
+    """The numpy path first runs in probability space; rows whose allowed tags all underflow
+    (a disallowed argmax among -1e4 scores) make it give way to the log-space recursions,
+    whose answers it then returns."""
+    from spacy_posattn_ner.decoding import marginals as m
+
+    lp, lens = random_batch(21, [7, 3, 5])
+    prepared = m._prepare(lp, lens, *(torch.as_tensor(a) for a in MASKS))
+    arrays = m._probability_recursions(*(a.numpy() for a in prepared))
+    assert arrays is not None
+    log_z = m._log_recursions(*prepared).log_z
+    assert numpy.allclose(arrays[-1], log_z.numpy(), atol=1e-5)
+    peaked = torch.full((1, 3, len(TAGS)), -1e4)
+    peaked[0, 0, TAGS.index("O")] = peaked[0, 2, TAGS.index("O")] = 0.0
+    peaked[0, 1, TAGS.index("I-geo")] = 0.0  # allowed nowhere here; every allowed tag is e^-1e4 below it
+    prepared = m._prepare(peaked, [3], *(torch.as_tensor(a) for a in MASKS))
+    assert m._probability_recursions(*(a.numpy() for a in prepared)) is None
+    scaled = m._scaled_forward_backward_numpy(*prepared)
+    # three allowed paths through the middle token: O, U-geo or U-org, each at -1e4
+    assert float(scaled.log_z[0]) == pytest.approx(-1e4 + numpy.log(1 + len(LABELS)), abs=1e-2)
+    assert torch.isfinite(scaled.log_alpha_hat).all()

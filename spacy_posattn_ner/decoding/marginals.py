@@ -349,8 +349,14 @@ def _shared_sets(log_trans: torch.Tensor, incoming: bool):
     (labels + 1) logsumexps over K tags instead of K. Exact for any mask.
     """
     allowed = log_trans == 0
-    sets, group = torch.unique((allowed.T if incoming else allowed).to(torch.uint8), dim=0, return_inverse=True)
-    return torch.where(sets.bool(), 0.0, NEG).to(log_trans.dtype), group
+    key = (bytes((allowed.T if incoming else allowed).cpu().numpy()), str(log_trans.dtype), str(log_trans.device))
+    if key not in _SETS:  # one tag set per pipeline: computed once (a race computes it twice, harmlessly)
+        sets, group = torch.unique((allowed.T if incoming else allowed).to(torch.uint8), dim=0, return_inverse=True)
+        _SETS[key] = (torch.where(sets.bool(), 0.0, NEG).to(log_trans.dtype), group)
+    return _SETS[key]
+
+
+_SETS: dict = {}
 
 
 def _scaled_forward_backward(lp, lengths, log_trans, log_start, log_end) -> ScaledForwardBackward:
@@ -398,10 +404,77 @@ def _logsumexp(x: numpy.ndarray, axis: int) -> numpy.ndarray:
 
 
 def _scaled_forward_backward_numpy(lp, lengths, log_trans, log_start, log_end) -> ScaledForwardBackward:
-    """``_scaled_forward_backward``'s recursions, step for step, in numpy: a step is a few
-    small array operations, and numpy's cost per operation is a fraction of torch's, which
-    is what a short doc's decoding is made of (one ``nlp(text)`` of a sentence spent about
-    a third of its time here in torch). Inference only: nothing here keeps a gradient."""
+    """``_scaled_forward_backward``'s answer in numpy (inference only: no gradient is kept).
+
+    A short doc's decoding is made of a few small array operations per position, and numpy's
+    cost per operation is a fraction of torch's. The recursions first run in probability space
+    (``_probability_recursions``: a step is one small matrix product, in float64), which needs
+    half the operations of the log-space ones; where that cannot be trusted (a position's
+    allowed tags all underflow, or the tag marginals of some position do not sum to 1) the
+    log-space recursions run instead (``_log_recursions``, step for step the torch ones)."""
+    B, T, K = lp.shape
+    if T == 0:
+        return ScaledForwardBackward(lp, lp, lp, lp.new_zeros((B, 0)), lp.new_zeros((B,)), lengths)
+    x = lp.detach().numpy()
+    arrays = _probability_recursions(x, lengths.numpy(), *(a.detach().numpy() for a in (log_trans, log_start, log_end)))
+    if arrays is None:
+        return _log_recursions(lp, lengths, log_trans, log_start, log_end)
+    return ScaledForwardBackward(*(torch.from_numpy(numpy.ascontiguousarray(a, dtype=x.dtype)) for a in arrays), lengths)
+
+
+# the tag marginals of every position must sum to 1 within this, or the log-space recursions run
+SUM_TOLERANCE = 1e-6
+
+
+def _probability_recursions(x, n, log_trans, log_start, log_end):
+    """Scaled forward–backward in probability space (Rabiner's recursions), float64.
+
+    The costs are 0 (allowed) or ``NEG``, so a step is ``alpha_t = (alpha_{t-1} @ A) * p_t``
+    with ``A`` the 0/1 transition matrix and ``p_t = exp(x_t - max x_t)``; alpha is divided by
+    its largest entry at every step, which is the log-space version's ``c_t`` (so the scaled
+    quantities are the same ones, not just equivalent ones). Float64 products of nonnegative
+    numbers lose no relative precision; they can only underflow, which would drop paths: then
+    some position's tag marginals no longer sum to 1, and ``None`` is returned (as it is when
+    a position's allowed tags all underflow, e.g. rows of -1e4 scores around one disallowed tag).
+    Returns (log_alpha_hat, log_beta_hat, log_emit, log_scale, log_z) or None.
+    """
+    B, T, K = x.shape
+    inside = numpy.arange(T)[None, :] < n[:, None]
+    A = (log_trans > NEG / 2).astype(numpy.float64)
+    start, end = (log_start > NEG / 2).astype(numpy.float64), (log_end > NEG / 2).astype(numpy.float64)
+    x64 = x.astype(numpy.float64)
+    top = x64.max(axis=-1)
+    with numpy.errstate(all="ignore"):
+        p = numpy.exp(x64 - top[..., None])
+        alpha_hat, peak = numpy.empty((B, T, K)), numpy.empty((B, T))
+        alpha = p[:, 0] * start
+        for t in range(T):
+            if t:
+                alpha = (alpha_hat[:, t - 1] @ A) * p[:, t]
+            peak[:, t] = alpha.max(axis=-1)
+            alpha_hat[:, t] = alpha / peak[:, t, None]
+        scale = numpy.where(inside, top + numpy.log(peak), 0.0)
+        last = alpha_hat[numpy.arange(B), numpy.clip(n - 1, 0, None)]
+        end_sum = (last * end).sum(axis=-1)
+        log_z = numpy.where(n > 0, scale.sum(axis=1) + numpy.log(end_sum), 0.0)
+        final = end / end_sum[:, None]
+        step_p = p / peak[..., None]  # exp(log_emit): the log-probs minus c_t
+        beta_hat = numpy.empty((B, T, K))
+        beta_hat[:, T - 1] = beta = final
+        for t in range(T - 2, -1, -1):
+            beta = numpy.where(inside[:, t + 1, None], (step_p[:, t + 1] * beta) @ A.T, final)
+            beta_hat[:, t] = beta
+        sums = (alpha_hat * beta_hat).sum(axis=-1)[inside]
+        if not bool((numpy.abs(sums - 1.0) <= SUM_TOLERANCE).all()):  # NaN fails too
+            return None
+        pad = inside[:, :, None]
+        log_alpha_hat = numpy.where(pad, numpy.maximum(numpy.log(alpha_hat), NEG), NEG)
+        log_beta_hat = numpy.where(pad, numpy.maximum(numpy.log(beta_hat), NEG), NEG)
+    return log_alpha_hat, log_beta_hat, x64 - scale[:, :, None], numpy.cumsum(scale, axis=1), log_z
+
+
+def _log_recursions(lp, lengths, log_trans, log_start, log_end) -> ScaledForwardBackward:
+    """``_scaled_forward_backward``'s log-space recursions, step for step, in numpy."""
     B, T, K = lp.shape
     if T == 0:
         return ScaledForwardBackward(lp, lp, lp, lp.new_zeros((B, 0)), lp.new_zeros((B,)), lengths)

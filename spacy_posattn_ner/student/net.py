@@ -10,6 +10,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..layers.dropout import FastDropout
 from ..layers.lexical import LexicalEmbed
@@ -25,13 +26,35 @@ class MaxoutWindow(nn.Module):
         self.conv = nn.Conv1d(width, width * pieces, kernel_size=2 * window + 1, padding=window)
         self.norm = nn.LayerNorm(width)
         self.dropout = FastDropout(dropout)
+        self._matrix = None  # (weight version, the conv weight as an (out, k * in) matrix)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, W = x.shape
-        h = self.conv((x * mask[..., None]).transpose(1, 2)).transpose(1, 2)  # (B, T, W * pieces)
+        h = self._window_linear(x * mask[..., None])  # (B, T, W * pieces)
         if self.pieces > 1:
             h = h.view(B, T, W, self.pieces).amax(dim=-1)
         return x + self.dropout(self.norm(h))
+
+    def _window_linear(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution as one matrix product over each token's window (the same numbers
+        as ``self.conv``, which holds the weights): on a sentence-sized input it takes about
+        half the time of ``conv1d``, and as much on large batches. The weight in matrix form
+        is kept while the weights do not change (inference)."""
+        k = self.conv.kernel_size[0]
+        weight = self.conv.weight
+        key = (weight.data_ptr(), weight._version)
+        if torch.is_grad_enabled() or self._matrix is None or self._matrix[0] != key:
+            matrix = weight.permute(0, 2, 1).reshape(weight.shape[0], -1)  # (out, k * in), window-major
+            if torch.is_grad_enabled():
+                return self._apply_matrix(x, matrix, k)
+            self._matrix = (key, matrix.contiguous())
+        return self._apply_matrix(x, self._matrix[1], k)
+
+    def _apply_matrix(self, x: torch.Tensor, matrix: torch.Tensor, k: int) -> torch.Tensor:
+        B, T, W = x.shape
+        pad = k // 2
+        windows = F.pad(x, (0, 0, pad, pad)).unfold(1, k, 1)  # (B, T, W, k)
+        return F.linear(windows.transpose(2, 3).reshape(B, T, k * W), matrix, self.conv.bias)
 
 
 class StudentNet(nn.Module):
