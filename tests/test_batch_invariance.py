@@ -1,9 +1,10 @@
-"""#27 B: a doc's answer does not depend on its batch mates, in fp32 and in bf16.
+"""#27 B: a doc's answer does not depend on its batch mates, in fp32, bf16 and int8.
 
 bf16 attention (the backbone's SDPA and the heads') gives results that change with the
 padded length of the batch (~4e-3), so windows and head rows are padded to a length
 bucket of their own length (``batching.padded_length``) and batched only with rows of
-the same bucket: each row sees the same shapes whatever its batch mates. These tests
+the same bucket: each row sees the same shapes whatever its batch mates. int8 quantizes
+each row by its own range (``encoder.RowwiseInt8Linear``). These tests
 ask for exact equality of the tag log-probs of every doc run alone, in batches of 7,
 all together and in another order, and of ``nlp.pipe`` against ``nlp(text)``."""
 import random
@@ -59,7 +60,7 @@ def pipeline(request, tiny_backbone):
     return nlp
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_a_docs_log_probs_do_not_depend_on_its_batch(pipeline, precision):
     torch.set_num_threads(2)
     ner = pipeline.get_pipe("posattn_ner")
@@ -75,7 +76,7 @@ def test_a_docs_log_probs_do_not_depend_on_its_batch(pipeline, precision):
             assert torch.equal(other, alone[i]), (precision, i, len(docs[i]), (other - alone[i]).abs().max().item())
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_pipe_equals_single_calls(pipeline, precision):
     torch.set_num_threads(2)
     ner = pipeline.get_pipe("posattn_ner")

@@ -21,7 +21,7 @@ def trained(tiny_backbone):
 
 
 def test_auto_resolves_to_a_concrete_precision():
-    # never int8: its per-batch activation scale would make answers depend on batching
+    # never int8: it changes the answers, so it is only ever an explicit choice
     assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "fp32")
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     with pytest.raises(ValueError, match="'fp8' is not one of"):

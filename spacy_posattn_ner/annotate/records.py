@@ -42,7 +42,7 @@ class Record:
 def batch_key(record: Record, shard_size: int, batch_size: int) -> Tuple[int, int, int]:
     """The nlp.pipe batch a record belongs to, fixed by its place in its file: batches never
     span files or shards, so every engine, and a resumed run, feeds the pipeline the same
-    batches (a pipeline's output can depend on them: dynamic int8 quantization does)."""
+    batches (this package's pipelines answer the same in any batch, other pipelines may not)."""
     shard, offset = divmod(record.position, shard_size)
     return record.file_index, shard, offset // batch_size
 

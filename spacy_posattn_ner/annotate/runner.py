@@ -52,7 +52,7 @@ class AnnotateOptions:
             "id_key": self.id_key,
             "format": fmt,
             "shard_size": self.shard_size,
-            "batch_size": self.batch_size,  # a pipeline's output can depend on its batches (int8)
+            "batch_size": self.batch_size,  # another pipeline's output can depend on its batches
             "limit": self.limit,
             "max_chars": self.max_chars,
             "scores_key": self.scores_key,

@@ -98,9 +98,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → bf16 where the hardware computes it natively (CUDA with bf16, CPUs
     with AVX512-BF16/AMX), else fp32.
 
-    Never int8: dynamic quantization scales each batch's activations by that batch's
-    range, so a document's entities could depend on the documents batched with it
-    (``nlp.pipe`` ≠ ``nlp(text)``). int8 stays available as an explicit choice.
+    Never int8: it changes a model's answers (its F1 is in BENCHMARKS.md) and quantizes
+    one window per call (``RowwiseInt8Linear``), so it is an explicit choice.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -142,4 +141,27 @@ def inference_copy(model: torch.nn.Module, precision: str) -> torch.nn.Module:
         raise ValueError(f"no inference copy for precision {precision!r}")
     with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(clone, {torch.nn.Linear}, dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(clone, {torch.nn.Linear}, dtype=torch.qint8)
+    for name, module in list(quantized.named_modules()):
+        if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
+            parent, _, attr = name.rpartition(".")
+            setattr(quantized.get_submodule(parent) if parent else quantized, attr, RowwiseInt8Linear(module))
+    return quantized
+
+
+class RowwiseInt8Linear(torch.nn.Module):
+    """A dynamically quantized linear layer that quantizes each row of the batch (each
+    window, padded to a length of its own: ``batching.padded_length``) by that row's own
+    range. Quantizing the whole batch at once, as ``quantize_dynamic`` does, scales every
+    row by the batch's largest activation, so a doc's answer would depend on its batch
+    mates. The int8 products are exact integer sums, so a row alone and the same row in
+    any batch give the same numbers; the price is one call per row."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x.shape[0] == 1:
+            return self.inner(x)
+        return torch.cat([self.inner(row) for row in x.split(1)])

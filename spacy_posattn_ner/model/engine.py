@@ -16,11 +16,11 @@ sentence at a time, as the backbone does: a finished sentence stops its heads an
 its windows, nothing is carried, and a doc's answer is its sentences' answers.
 
 Nothing depends on the other docs of a batch: a doc's answer is the same in any batch,
-bit for bit, in fp32 and bf16. Backbone windows and head rows are padded to a length
+bit for bit, in fp32, bf16 and int8. Backbone windows and head rows are padded to a length
 that depends on their own length only and batched with rows of that same length
 (``batching.padded_length``): bf16 attention rounds differently with the padded
 length, so a shared batch-wide pad made a doc's scores move with its batch mates.
-int8 is the exception: dynamic quantization scales each batch by its own range.
+int8 quantizes each window by its own range (``encoder.RowwiseInt8Linear``).
 From wordpiece ids to log-probs, tensors stay on the backbone's device: pooling,
 the layer mix, the heads and the bookkeeping of who left where. The only transfer
 to the host per exit is one boolean per segment (which go on).
