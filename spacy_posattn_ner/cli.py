@@ -35,6 +35,14 @@ THREADS = typer.Option(0, "--n-threads", min=0, help="torch threads (0 = torch's
 LIMIT = typer.Option(0, "--limit", min=0, help="Docs, the first in file order (0 = all)")
 
 
+def _report(default: str) -> Path:
+    return typer.Option(Path(default), "--output", help="The JSON report")
+
+
+def _save_to(what: str) -> Optional[Path]:
+    return typer.Option(None, "--save-to", file_okay=False, help=f"Save the pipeline with {what} here")
+
+
 def _head(n_threads: int) -> Dict[str, Any]:
     """Date, command and machine of a run, taken before it measures; sets torch's threads first."""
     import spacy
@@ -72,9 +80,8 @@ def _write(path: Path, report: Dict[str, Any]) -> None:
 def calibrate_exit(
     model_dir: Path = MODEL,
     dev_path: Path = DEV,
-    output: Path = typer.Option(Path("metrics/calibrate_exit.json"), "--output", help="The JSON report"),
-    save_to: Optional[Path] = typer.Option(None, "--save-to", file_okay=False,
-                                           help="Save the pipeline with the chosen threshold here"),  # fmt: skip
+    output: Path = _report("metrics/calibrate_exit.json"),
+    save_to: Optional[Path] = _save_to("the chosen threshold"),
     thresholds: Optional[str] = typer.Option(None, "--thresholds", help="Comma-separated exit thresholds (0, 1 and the pipeline's own are always tried)"),
     max_loss: float = typer.Option(0.5, "--max-loss", min=0.0, help="Largest F1 loss against never-exit, in points"),
     n_threads: int = THREADS,
@@ -117,12 +124,11 @@ def calibrate_exit(
 def calibrate_confidence(
     model_dir: Path = MODEL,
     dev_path: Path = DEV,
-    output: Path = typer.Option(Path("metrics/calibrate_confidence.json"), "--output", help="The JSON report"),
-    save_to: Optional[Path] = typer.Option(None, "--save-to", file_okay=False,
-                                           help="Save the pipeline with the fitted temperature here (may be MODEL)"),  # fmt: skip
     n_threads: int = THREADS,
     limit: int = LIMIT,
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Docs per model batch"),
+    output: Path = _report("metrics/calibrate_confidence.json"),
+    save_to: Optional[Path] = _save_to("the fitted temperature (may be MODEL)"),
 ) -> None:
     """Fit the temperature of the entity scores (least log-loss of entity correctness on dev)."""
     head = _head(n_threads)

@@ -66,13 +66,8 @@ def viterbi(
     return path
 
 
-def best_paths(
-    log_probs: torch.Tensor,
-    lengths: torch.Tensor,
-    allowed: torch.Tensor,
-    start: torch.Tensor,
-    end: torch.Tensor,
-) -> torch.Tensor:
+def best_paths(log_probs: torch.Tensor, lengths: torch.Tensor, allowed: torch.Tensor, start: torch.Tensor,
+               end: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """``viterbi``'s answer, with Viterbi run only where it can change anything.
 
     Allowed transitions cost nothing, so when a sequence's per-token argmax already

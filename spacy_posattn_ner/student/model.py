@@ -33,6 +33,8 @@ from .vectors import StaticVectors
 # rows (sentences) are scored in length-sorted groups of at most this many padded tokens
 TOKEN_BUDGET = 8192
 HEAD_BUILDER = "spacy-posattn-ner.student_head.v1"
+# the head_config keys, which are StudentNet's size arguments
+STUDENT_KEYS = ("width", "depth", "window", "maxout_pieces", "lstm_width", "lexical_rows", "lexical_width", "dropout")
 
 
 def student_model(
@@ -98,18 +100,9 @@ class StudentHeadBuilder:
 
         cfg = model.attrs["head_config"]
         check_student_config(cfg, where)
-        net = StudentNet(
-            vectors_width=get_vectors(model).width,
-            n_tags=model.get_dim("nO"),
-            width=cfg["width"],
-            depth=cfg["depth"],
-            window=cfg["window"],
-            maxout_pieces=cfg["maxout_pieces"],
-            lstm_width=cfg["lstm_width"],
-            lexical_rows=cfg["lexical_rows"],
-            lexical_width=cfg["lexical_width"],
-            dropout=cfg["dropout"],
-        ).to(get_torch_default_device())
+        sizes = {key: cfg[key] for key in STUDENT_KEYS}
+        net = StudentNet(vectors_width=get_vectors(model).width, n_tags=model.get_dim("nO"), **sizes)
+        net = net.to(get_torch_default_device())
         head = Model("student_net", _inputs_forward, shims=[PyTorchShim(net)])
         model.layers.append(head)
         model.set_ref("head", head)
