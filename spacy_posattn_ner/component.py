@@ -24,6 +24,7 @@ from thinc.api import Model, Optimizer
 
 from .backbone import resolve_precision
 from .decoding import Decoder, Predictions, make_tags
+from .decoding.viterbi import transition_masks
 from .decoding.annotations import annotate
 from .feature_cache import FeatureCache
 from .model.build import check_model_config, drop_head, ensure_head, get_head, has_head
@@ -33,7 +34,7 @@ from .model.optimizer import step_in_place
 from .serialization import checksum, legacy_model_settings, read_cfg, verify
 from .settings import NAMES, TRAINING_DEFAULTS, Settings, validate_training
 from .training.gold import gold_tag_ids
-from .training.losses import distill_loss, token_loss
+from .training.losses import distill_loss, sequence_loss, token_loss
 from .training.teacher import teacher_arrays
 
 for _name in ("exit_layer", "exit_layers"):
@@ -195,6 +196,9 @@ class PosAttnNER(TrainablePipe):
             ids = gold_tag_ids(eg, index, where=f"posattn_ner '{self.name}', example {i}: ")
             gold[i, : len(ids)] = ids
         teacher = teacher_arrays(examples, self.tags, gold.shape, where=f"posattn_ner '{self.name}'")
+        if teacher is None and self.training.objective == "sequence":
+            masks = transition_masks(self.tags)
+            return sequence_loss(self.model.ops, scores_arr, gold, numpy.asarray(scores[1]), masks)
         if teacher is None:
             return token_loss(self.model.ops, scores_arr, gold, self.training.exit_distill)
         t = self.training

@@ -31,6 +31,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]  # the shipped 
         "exit_distill": TRAINING_DEFAULTS.exit_distill,
         "distill_temperature": TRAINING_DEFAULTS.distill_temperature,
         "distill_gold_weight": TRAINING_DEFAULTS.distill_gold_weight,
+        "objective": TRAINING_DEFAULTS.objective,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -40,7 +41,7 @@ def make_posattn_ner(
     exit_threshold: float, precision: str, train_precision: str, scores: bool,
     candidate_threshold: Optional[float], temperature: float, exit_policy: Callable, spans_key: str,
     cache_max_ram_mb: float, cache_dir: Optional[str], cache_max_disk_mb: float, exit_distill: float,
-    distill_temperature: float, distill_gold_weight: float, scorer: Optional[Callable],
+    distill_temperature: float, distill_gold_weight: float, scorer: Optional[Callable], objective: str = "token",
 ) -> "PosAttnNER":
     """Create a posattn_ner component. The runtime settings are documented in
     ``spacy_posattn_ner.settings``; ``spans_key`` is the ``doc.spans`` key of the scored
@@ -50,7 +51,9 @@ def make_posattn_ner(
     with FeatureCacheFullError naming the setting) and ``exit_distill`` (the weight of the
     last exit's distribution in the earlier exits' targets, ``training/losses.py``);
     ``distill_temperature`` and ``distill_gold_weight`` (how a student learns from a
-    teacher's distributions where its training examples carry them: ``distill_loss``).
+    teacher's distributions where its training examples carry them: ``distill_loss``);
+    ``objective``: ``"token"`` (cross-entropy per token) or ``"sequence"`` (the gold path's
+    likelihood over the constrained lattice decoding searches: ``sequence_loss``).
     Adding the component also wraps ``nlp.tokenizer`` (once) so that texts with lone
     surrogates are tokenized instead of raising (``text_safety.py``)."""
     settings = Settings.from_config(
@@ -59,7 +62,7 @@ def make_posattn_ner(
     )
     training = {"cache_max_ram_mb": cache_max_ram_mb, "cache_dir": cache_dir, "cache_max_disk_mb": cache_max_disk_mb,
                 "exit_distill": exit_distill, "distill_temperature": distill_temperature,
-                "distill_gold_weight": distill_gold_weight}  # fmt: skip
+                "distill_gold_weight": distill_gold_weight, "objective": objective}  # fmt: skip
     component = PosAttnNER(nlp.vocab, model, name, settings=settings, training=training, spans_key=spans_key,
                            scorer=scorer)  # fmt: skip
     settings.attach(nlp, component)

@@ -75,8 +75,10 @@ class TrainingOptions:
     exit_distill: float = 0.0
     distill_temperature: float = 2.0
     distill_gold_weight: float = 0.5
+    objective: str = "token"  # or "sequence": the CRF loss over the decoding lattice (losses.py)
 
 
+OBJECTIVES = ("token", "sequence")
 TRAINING_DEFAULTS = TrainingOptions()
 
 
@@ -158,6 +160,9 @@ def validate_training(options: Dict[str, Any]) -> TrainingOptions:
     gold_weight = _number("distill_gold_weight", options.get("distill_gold_weight", 0.5), "")
     if not gold_weight >= 0:
         raise ValueError(f"posattn_ner: distill_gold_weight must be a number >= 0, got {gold_weight!r}")
+    objective = options.get("objective", "token")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"posattn_ner: objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
     return TrainingOptions(**{**options, "exit_distill": distill, "distill_temperature": temperature,
                               "distill_gold_weight": gold_weight})  # fmt: skip
 
