@@ -39,7 +39,8 @@ MODES = ("batch", "bucket")
 
 @contextlib.contextmanager
 def padding(mode: str) -> Iterator[None]:
-    """``bucket``: the code as it is; ``batch``: pad to the batch's longest member."""
+    """``bucket``: the code as it is; ``batch``: pad to the batch's longest member (and int8:
+    quantize the whole batch at once, as ``quantize_dynamic`` alone does)."""
     import spacy_posattn_ner.backbone as backbone_mod
     import spacy_posattn_ner.model.engine as engine_mod
     from spacy_posattn_ner.batching import length_chunks
@@ -52,13 +53,17 @@ def padding(mode: str) -> Iterator[None]:
         lengths = numpy.asarray(lengths, dtype="int64")
         return [(c, int(lengths[c].max())) for c in length_chunks(lengths, budget)]
 
-    saved = backbone_mod.bucket_chunks, backbone_mod.padded_length, engine_mod.bucket_chunks
+    from spacy_posattn_ner.backbone.encoder import RowwiseInt8Linear
+
+    saved = backbone_mod.bucket_chunks, backbone_mod.padded_length, engine_mod.bucket_chunks, RowwiseInt8Linear.forward
     backbone_mod.bucket_chunks, backbone_mod.padded_length = batch_chunks, lambda n, cap=None: int(n)
     engine_mod.bucket_chunks = batch_chunks
+    RowwiseInt8Linear.forward = lambda self, x: self.inner(x)  # int8: one scale for the whole batch
     try:
         yield
     finally:
-        backbone_mod.bucket_chunks, backbone_mod.padded_length, engine_mod.bucket_chunks = saved
+        (backbone_mod.bucket_chunks, backbone_mod.padded_length, engine_mod.bucket_chunks,
+         RowwiseInt8Linear.forward) = saved  # fmt: skip
 
 
 def make_pipeline(pipeline: Optional[Path], refs: List[Doc]):
