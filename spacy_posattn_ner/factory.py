@@ -41,7 +41,7 @@ def make_posattn_ner(
     exit_threshold: float, precision: str, train_precision: str, scores: bool,
     candidate_threshold: Optional[float], temperature: float, exit_policy: Callable, spans_key: str,
     cache_max_ram_mb: float, cache_dir: Optional[str], cache_max_disk_mb: float, exit_distill: float,
-    distill_temperature: float, distill_gold_weight: float, scorer: Optional[Callable], objective: str = "token",
+    distill_temperature: float, distill_gold_weight: float, scorer: Optional[Callable], objective: str,
 ) -> "PosAttnNER":
     """Create a posattn_ner component. The runtime settings are documented in
     ``spacy_posattn_ner.settings``; ``spans_key`` is the ``doc.spans`` key of the scored

@@ -160,7 +160,7 @@ def validate_training(options: Dict[str, Any]) -> TrainingOptions:
     gold_weight = _number("distill_gold_weight", options.get("distill_gold_weight", 0.5), "")
     if not gold_weight >= 0:
         raise ValueError(f"posattn_ner: distill_gold_weight must be a number >= 0, got {gold_weight!r}")
-    objective = options.get("objective", "token")
+    objective = options.get("objective", TRAINING_DEFAULTS.objective)
     if objective not in OBJECTIVES:
         raise ValueError(f"posattn_ner: objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
     return TrainingOptions(**{**options, "exit_distill": distill, "distill_temperature": temperature,

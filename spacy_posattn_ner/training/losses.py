@@ -123,7 +123,7 @@ def sequence_loss(
             d_scores[e, rows] = (marginals - onehot) / n_total
     if (~sequence & known.any(1)).any():
         token_gold = numpy.where(sequence[:, None], -1, gold)
-        token_part, d_token = token_loss(ops, stacked if arr.ndim == 4 else stacked[0], token_gold)
+        token_part, d_token = token_loss(ops, arr, token_gold)
         weight = int((token_gold >= 0).sum()) * n_exits / n_total
         loss += weight * token_part
         d_scores = d_scores + weight * ops.to_numpy(d_token).reshape(d_scores.shape)
