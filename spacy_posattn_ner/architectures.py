@@ -14,7 +14,7 @@ from spacy.util import registry
 from spacy_transformers.span_getters import configure_strided_spans
 from thinc.api import Model
 
-from .backbone import EMBEDDED_BACKBONE, FrozenBackbone
+from .backbone import EMBEDDED_BACKBONE, FrozenBackbone, kept_states
 from .model import exit_policies  # noqa: F401  (registers the exit policies)
 from .model.nodes import TaggerOutput, backbone_model, tagger_model
 from .segments import sentence_strided_spans
@@ -43,7 +43,10 @@ sentence_windows = true
 Features = List[numpy.ndarray]  # per doc, float16 (n_layers, n_tokens, width)
 
 
-def _frozen_backbone(name: str, window: int, stride: int, batch_wordpieces: int, per_sentence: bool) -> Model[List[Doc], Features]:
+def _frozen_backbone(
+    name: str, window: int, stride: int, batch_wordpieces: int, per_sentence: bool,
+    hidden_states: Optional[List[int]] = None,
+) -> Model[List[Doc], Features]:
     for key, value in (("window", window), ("stride", stride), ("batch_wordpieces", batch_wordpieces)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1 << 20:
             raise ValueError(f"FrozenBackbone: {key} = {value!r}: need a positive integer")
@@ -53,7 +56,11 @@ def _frozen_backbone(name: str, window: int, stride: int, batch_wordpieces: int,
         spans, spec = partial(sentence_strided_spans, window=window, stride=stride), "sentence_strided_spans"
     else:
         spans, spec = configure_strided_spans(window, stride), "strided_spans"
-    backbone = FrozenBackbone(name, spans, f"{spec}:{window}:{stride}", batch_wordpieces, per_sentence=per_sentence)
+    if hidden_states is not None:
+        kept_states(hidden_states, 1 << 20)  # the form now; the range once the backbone's depth is known
+    backbone = FrozenBackbone(
+        name, spans, f"{spec}:{window}:{stride}", batch_wordpieces, per_sentence=per_sentence, hidden_states=hidden_states
+    )
     return backbone_model(backbone)
 
 
@@ -82,6 +89,23 @@ def build_frozen_backbone_v2(
     docs was trained on), and a sentence that exits early stops its windows and its
     heads. Docs without sentence starts are one segment, with v1's windows."""
     return _frozen_backbone(name, window, stride, batch_wordpieces, per_sentence=sentence_windows)
+
+
+@registry.architectures("spacy-posattn-ner.FrozenBackbone.v3")
+def build_frozen_backbone_v3(
+    name: str = EMBEDDED_BACKBONE, window: int = 128, stride: int = 96, batch_wordpieces: int = 8192,
+    sentence_windows: bool = True, hidden_states: Optional[List[int]] = None,
+) -> Model[List[Doc], Features]:
+    """FrozenBackbone.v2 that pools, caches and mixes only the ``hidden_states`` listed
+    (0 = the embeddings, k = layer k's output, -1 = the last layer; null = all of them).
+
+    Why: the feature cache holds every kept state of every training token, 2 bytes
+    per number. MiniLM-L6's 7 states of width 384 are 5 kB per token; a 12-layer,
+    width-768 encoder's 13 are 20 kB, 21 GB for GMB's training split, more than the
+    machines here hold. Keeping e.g. ``[0, 4, 8, 10, 12]`` cuts that to 8 GB; each
+    exit layer must be kept, and an exit's head mixes the kept states up to it.
+    """
+    return _frozen_backbone(name, window, stride, batch_wordpieces, sentence_windows, hidden_states)
 
 
 def _tagger(name: str, backbone: Model, exits: bool, exit_layers, width, depth, n_heads, max_distance,

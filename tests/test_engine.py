@@ -102,10 +102,14 @@ def _layers_by_runner(runner: LayerRunner, n: int):
     return [runner.next_layer() for _ in range(n)]
 
 
-def test_bert_fast_path_equals_the_models_own_forward():
-    from transformers import BertConfig, BertModel
+@pytest.mark.parametrize("kind", ["Bert", "MPNet"])
+def test_layerwise_fast_path_equals_the_models_own_forward(kind):
+    """BERT and MPNet run a layer per call; MPNet's layers need the relative-position
+    bias its encoder computes (without it every layer after the embeddings differs)."""
+    import transformers
 
-    model = _tiny(BertConfig, BertModel, vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64)
+    config_cls, model_cls = getattr(transformers, f"{kind}Config"), getattr(transformers, f"{kind}Model")
+    model = _tiny(config_cls, model_cls, vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64)
     ids = torch.randint(5, 100, (3, 9))
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0

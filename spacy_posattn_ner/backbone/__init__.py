@@ -5,6 +5,7 @@ It never trains. It is loaded lazily (``encoder``), cut into windows that fit it
 wordpiece states are averaged into spaCy tokens (``pooling``). ``FrozenBackbone``
 holds these parts together and is what the thinc model serializes.
 """
+import bisect
 import hashlib
 import threading
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -34,9 +35,33 @@ from .windows import SpanGetter, Window, Windower, token_texts
 
 __all__ = [
     "EMBEDDED_BACKBONE", "PRECISIONS", "TRAIN_PRECISIONS", "BackboneLoadError", "FrozenBackbone",
-    "LayerRunner", "TokenPooler", "Window", "resolve_backbone", "resolve_precision",
+    "LayerRunner", "TokenPooler", "Window", "kept_states", "mixed_count", "resolve_backbone", "resolve_precision",
     "resolve_train_precision", "token_texts",
 ]
+
+
+def kept_states(hidden_states: Optional[Sequence[int]], n_layers: int) -> List[int]:
+    """The hidden states a backbone keeps (0 = embeddings, k = layer k's output), as
+    increasing indices below ``n_layers``: all of them for ``None``; a negative number
+    counts from the last (-1 = the last layer). A pure function of the config and the
+    backbone's depth, so a saved head is rebuilt before the weights are loaded."""
+    if hidden_states is None:
+        return list(range(n_layers))
+    given = list(hidden_states)
+    if not given or not all(isinstance(k, int) and not isinstance(k, bool) for k in given):
+        raise ValueError(f"FrozenBackbone: hidden_states = {given!r}: need a non-empty list of integers")
+    states = [k + n_layers if k < 0 else k for k in given]
+    if sorted(set(states)) != states or states[0] < 0 or states[-1] > n_layers - 1:
+        raise ValueError(
+            f"FrozenBackbone: hidden_states = {given!r}: need increasing hidden-state numbers from 0 (the embeddings) "
+            f"to {n_layers - 1} (the last layer; -1 counts from it)"
+        )
+    return states
+
+
+def mixed_count(states: Sequence[int], layer: int) -> int:
+    """How many of the kept ``states`` a head after ``layer`` mixes: those up to it."""
+    return bisect.bisect_right(list(states), layer)
 
 
 class FrozenBackbone:
@@ -51,9 +76,14 @@ class FrozenBackbone:
     """
 
     def __init__(
-        self, name: str, span_getter: SpanGetter, window_spec: str, batch_wordpieces: int = 8192, per_sentence: bool = False
+        self, name: str, span_getter: SpanGetter, window_spec: str, batch_wordpieces: int = 8192, per_sentence: bool = False,
+        hidden_states: Optional[Sequence[int]] = None,
     ):
         self.name = name
+        # which hidden states are pooled, cached and mixed (None: all). A 12-layer,
+        # width-768 encoder's 13 states take 20 kB per token in the feature cache
+        # (21 GB for GMB's training split); keeping a few bounds it (FrozenBackbone.v3).
+        self.hidden_states = None if hidden_states is None else [int(k) for k in hidden_states]
         self.span_getter = span_getter
         self.window_spec = window_spec
         # each sentence (segment) is tagged on its own, backbone and heads alike, so a
@@ -113,6 +143,11 @@ class FrozenBackbone:
         return hidden_state_count(self.model)
 
     @property
+    def kept(self) -> List[int]:
+        """The hidden states pooled, cached and mixed, increasing (``kept_states``)."""
+        return kept_states(self.hidden_states, self.n_layers)
+
+    @property
     def width(self) -> int:
         return int(self.model.config.hidden_size)
 
@@ -133,6 +168,8 @@ class FrozenBackbone:
             h.update(self.model.config.to_json_string().encode("utf8"))
             h.update(self.tokenizer.backend_tokenizer.to_str().encode("utf8"))
             h.update(self.window_spec.encode("utf8"))
+            if self.hidden_states is not None:
+                h.update(repr(self.kept).encode("utf8"))
             for key, tensor in sorted(self.model.state_dict().items()):
                 h.update(key.encode("utf8"))
                 h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -213,16 +250,21 @@ class FrozenBackbone:
 
     # -- training features -----------------------------------------------------
     def features(self, docs: Sequence[Doc], precision: str = "fp32", training: bool = True) -> List[numpy.ndarray]:
-        """Per doc, float16 ``(n_layers, n_tokens, width)`` pooled hidden states of
-        every layer, on the host (for the feature cache)."""
+        """Per doc, float16 ``(n_kept, n_tokens, width)`` pooled hidden states of the
+        kept layers (``kept``), on the host (for the feature cache). Layers past the
+        last kept one are not run."""
         docs = list(docs)
         windows = self.windows(docs)
-        pooler = TokenPooler([len(d) for d in docs], windows, self.n_layers, self.width, self.device)
+        kept = self.kept
+        slot = {layer: k for k, layer in enumerate(kept)}
+        pooler = TokenPooler([len(d) for d in docs], windows, len(kept), self.width, self.device)
         for batch in self.batches(windows):
             runner = self.runner(batch, precision, training=training)
             plan = pooler.plan(batch, runner.ids.shape[1])
-            for layer in range(self.n_layers):
-                pooler.add(plan, runner.next_layer(), layer)
+            for layer in range(kept[-1] + 1):
+                hidden = runner.next_layer()
+                if layer in slot:
+                    pooler.add(plan, hidden, slot[layer])
         pooled = pooler.pooled().cpu().numpy()
         return [pooled[:, pooler.offsets[i] : pooler.offsets[i + 1]] for i in range(len(docs))]
 

@@ -32,6 +32,7 @@ class LayerRunner:
         self.autocast = autocast
         self.layer = -1  # the last layer handed out (0 = embeddings)
         self._hidden: Optional[torch.Tensor] = None
+        self._bias: Optional[torch.Tensor] = None  # MPNet's relative-position bias, per batch
 
     def _context(self):
         return torch.autocast(self.ids.device.type, dtype=torch.bfloat16, enabled=self.autocast)
@@ -46,9 +47,17 @@ class LayerRunner:
     def _compute(self, layer: int) -> torch.Tensor:
         model = self.model
         if layer == 0:
+            self._bias = None
             return model.embeddings(input_ids=self.ids, token_type_ids=torch.zeros_like(self.ids))
         extended = model.get_extended_attention_mask(self.mask, self.ids.shape)
-        return model.encoder.layer[layer - 1](self._hidden, attention_mask=extended)[0]
+        encoder = model.encoder
+        if hasattr(encoder, "compute_position_bias"):
+            # MPNet: every layer adds the relative-position bias its encoder computes once
+            # from the embeddings (its layers given none would run without positions)
+            if self._bias is None:
+                self._bias = encoder.compute_position_bias(self._hidden)
+            return encoder.layer[layer - 1](self._hidden, attention_mask=extended, position_bias=self._bias)[0]
+        return encoder.layer[layer - 1](self._hidden, attention_mask=extended)[0]
 
     @property
     def hidden(self) -> Optional[torch.Tensor]:
@@ -60,6 +69,8 @@ class LayerRunner:
         self.ids, self.mask = self.ids[rows], self.mask[rows]
         if self._hidden is not None:
             self._hidden = self._hidden[rows]
+        if self._bias is not None:
+            self._bias = self._bias[rows]
 
 
 class WholeModelRunner(LayerRunner):

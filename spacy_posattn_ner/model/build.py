@@ -12,6 +12,7 @@ import torch
 from spacy.util import registry
 from thinc.api import Model, PyTorchWrapper_v2
 
+from ..backbone import kept_states, mixed_count
 from .heads import MultiExitHead, PosAttnHead
 
 MAX_WIDTH = 65536  # widths, lexical rows and distances beyond this are typos, not models
@@ -152,7 +153,7 @@ def posattn_head_builder() -> HeadBuilder:
 def _build_posattn_head(model: Model, n_layers: int, hidden_width: int, where: str) -> None:
     from thinc.util import get_torch_default_device
 
-    from .nodes import pad_inputs
+    from .nodes import get_backbone, pad_inputs
 
     cfg: Dict[str, Any] = model.attrs["head_config"]
     check_head_config(cfg, where)
@@ -166,10 +167,20 @@ def _build_posattn_head(model: Model, n_layers: int, hidden_width: int, where: s
         dropout=cfg["dropout"],
     )
     exit_layers = resolve_exit_layers(model, n_layers)
+    kept = kept_states(get_backbone(model).hidden_states, n_layers)
     if exit_layers is None:
-        head: torch.nn.Module = PosAttnHead(n_layers=n_layers, width=cfg["width"], depth=cfg["depth"], **kwargs)
+        head: torch.nn.Module = PosAttnHead(
+            n_layers=len(kept), layer=kept[-1], width=cfg["width"], depth=cfg["depth"], **kwargs
+        )
     else:
-        head = MultiExitHead(exit_layers, _per_exit(cfg, exit_layers), **kwargs)
+        missing = [k for k in exit_layers if k not in kept]
+        if missing:
+            raise ValueError(
+                f"{where}: exit layers {missing} are not among the backbone's hidden_states {kept}: "
+                "an exit reads the layer it follows, so keep every exit layer"
+            )
+        mixed = [mixed_count(kept, k) for k in exit_layers]
+        head = MultiExitHead(exit_layers, _per_exit(cfg, exit_layers), mixed=mixed, **kwargs)
     wrapper = PyTorchWrapper_v2(head.to(get_torch_default_device()), convert_inputs=pad_inputs)
     model.layers.append(wrapper)
     model.set_ref("head", wrapper)

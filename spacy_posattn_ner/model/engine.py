@@ -152,7 +152,8 @@ def tag_scores(
     with torch.inference_mode():
         lex = torch.from_numpy(lexical_ids_many(docs, lexical_rows)).to(device)
         windows = backbone.windows(docs)
-        pooler = TokenPooler(lengths, windows, backbone.n_layers, backbone.width, device)
+        slot = {layer: k for k, layer in enumerate(backbone.kept)}  # kept hidden state -> pooler slot
+        pooler = TokenPooler(lengths, windows, len(slot), backbone.width, device)
         batches = []
         for batch in backbone.batches(windows):
             runner = backbone.runner(batch, precision)
@@ -164,7 +165,9 @@ def tag_scores(
             for layer in range(computed, layers[j] + 1):
                 for b in batches:
                     if b.windows:
-                        pooler.add(b.plan, b.runner.next_layer(), layer)
+                        hidden = b.runner.next_layer()
+                        if layer in slot:
+                            pooler.add(b.plan, hidden, slot[layer])
             computed = layers[j] + 1
             last = j == to_try[-1]
             going_on = _apply_exit(

@@ -1,5 +1,5 @@
 """The trainable head: layer mix + lexical features → positional attention → tag scores."""
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -43,9 +43,12 @@ class PosAttnHead(nn.Module):
         lexical_rows: Sequence[int],
         lexical_width: int,
         dropout: float,
+        layer: Optional[int] = None,
     ):
         super().__init__()
         self.mix = ScalarMix(n_layers)
+        # the backbone layer it reads up to (the last of its mix when every state is kept)
+        self.layer = n_layers - 1 if layer is None else int(layer)
         self.hidden_norm = nn.LayerNorm(hidden_width)
         self.lexical = LexicalEmbed(lexical_rows, lexical_width)
         self.project = nn.Linear(hidden_width + self.lexical.output_width, width)
@@ -58,7 +61,7 @@ class PosAttnHead(nn.Module):
 
     def exits(self) -> List[Tuple[int, "PosAttnHead"]]:
         """One exit, after the last layer its mix covers."""
-        return [(int(self.mix.logits.shape[0]) - 1, self)]
+        return [(self.layer, self)]
 
     def mix_weights(self) -> torch.Tensor:
         """Each hidden state's weight in the mix, scale included: ``(n_layers,)``."""
