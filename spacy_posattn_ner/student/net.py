@@ -28,6 +28,15 @@ class MaxoutWindow(nn.Module):
         self.dropout = FastDropout(dropout)
         self._matrix = None  # (weight version, the conv weight as an (out, k * in) matrix)
 
+    def train(self, mode: bool = True) -> "MaxoutWindow":
+        """Entering either mode drops the cached matrix. A training step puts the net in
+        training mode, and thinc's optimizer writes the new weights into the same memory
+        and assigns them back with ``.data =``, which changes neither the data pointer nor
+        the version counter the cache is keyed by (an in-place edit or a state-dict load
+        does change the version)."""
+        self._matrix = None
+        return super().train(mode)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, W = x.shape
         h = self._window_linear(x * mask[..., None])  # (B, T, W * pieces)
@@ -39,7 +48,8 @@ class MaxoutWindow(nn.Module):
         """The convolution as one matrix product over each token's window (the same numbers
         as ``self.conv``, which holds the weights): on a sentence-sized input it takes about
         half the time of ``conv1d``, and as much on large batches. The weight in matrix form
-        is kept while the weights do not change (inference)."""
+        is kept while the weights do not change: until the next ``train``/``eval`` call or
+        in-place change of the weight (inference)."""
         k = self.conv.kernel_size[0]
         weight = self.conv.weight
         key = (weight.data_ptr(), weight._version)
