@@ -28,6 +28,36 @@ def one_thread_in_child() -> None:
         torch.set_num_threads(1)
 
 
+# Hugging Face's Rust tokenizers print a warning in every child forked after their
+# thread pool ran ("The current process just got forked, after parallelism has
+# already been used. Disabling parallelism...") unless TOKENIZERS_PARALLELISM is set,
+# and then disable their pool in the child. The same decision, made before the fork and
+# said nowhere: the variable is set to "false" for the fork only (the child keeps it,
+# the parent's pool is untouched), unless the user set it.
+_TOKENIZERS_ENV = "TOKENIZERS_PARALLELISM"
+_set_for_fork = False
+
+
+def _tokenizers_quiet_before_fork() -> None:
+    global _set_for_fork
+    if _TOKENIZERS_ENV not in os.environ:
+        os.environ[_TOKENIZERS_ENV] = "false"
+        _set_for_fork = True
+
+
+def _tokenizers_restore_in_parent() -> None:
+    global _set_for_fork
+    if _set_for_fork:
+        os.environ.pop(_TOKENIZERS_ENV, None)
+        _set_for_fork = False
+
+
+def _child_after_fork() -> None:
+    global _set_for_fork
+    _set_for_fork = False  # the child keeps TOKENIZERS_PARALLELISM=false: its pool is off
+    one_thread_in_child()
+
+
 def install_fork_handler() -> bool:
     """Register ``one_thread_in_child`` once per process (idempotent). Returns whether
     a handler is registered: not where the OS has no ``fork`` (Windows)."""
@@ -37,6 +67,9 @@ def install_fork_handler() -> bool:
     register = getattr(os, "register_at_fork", None)
     if register is None:
         return False
-    register(after_in_child=one_thread_in_child)
+    register(
+        before=_tokenizers_quiet_before_fork, after_in_parent=_tokenizers_restore_in_parent,
+        after_in_child=_child_after_fork,
+    )
     _INSTALLED = True
     return True
