@@ -47,6 +47,7 @@ setup(
             "spacy-posattn-ner.PosAttnTagger.v3 = spacy_posattn_ner.architectures:build_posattn_exit_tagger_v3",
             "spacy-posattn-ner.FrozenBackbone.v1 = spacy_posattn_ner.architectures:build_frozen_backbone",
             "spacy-posattn-ner.FrozenBackbone.v2 = spacy_posattn_ner.architectures:build_frozen_backbone_v2",
+            "spacy-posattn-ner.FrozenBackbone.v3 = spacy_posattn_ner.architectures:build_frozen_backbone_v3",
             "spacy-posattn-ner.Student.v1 = spacy_posattn_ner.student.architectures:build_student",
         ],
         "spacy_loggers": [

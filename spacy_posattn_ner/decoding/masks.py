@@ -14,7 +14,7 @@ Two rules, both independent of the model, so that every pipeline obeys them:
 """
 import unicodedata
 from functools import lru_cache
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import numpy
 import torch
@@ -34,12 +34,22 @@ def can_bound_entity(text: str) -> bool:
 
 def edge_and_inside(tags: Sequence[str]):
     """Per tag: does it begin or end an entity (B, L, U), does it continue one (I, L)."""
+    return _edge_and_inside(tuple(tags))
+
+
+@lru_cache(maxsize=64)  # one tag set per pipeline
+def _edge_and_inside(tags: Tuple[str, ...]):
     prefix = numpy.asarray([t.split("-")[0] for t in tags])
     return numpy.isin(prefix, ("B", "L", "U")), numpy.isin(prefix, ("I", "L"))
 
 
 def boundary_mask(docs: Sequence[Doc], longest: int, tags: Sequence[str]) -> torch.Tensor:
     """(B, T, K) float32: 0 where a tag is allowed, ``BANNED`` where the rules forbid it."""
+    return torch.from_numpy(boundary_mask_array(docs, longest, tags))
+
+
+def boundary_mask_array(docs: Sequence[Doc], longest: int, tags: Sequence[str]) -> numpy.ndarray:
+    """``boundary_mask`` as a numpy array."""
     no_edge = numpy.zeros((len(docs), longest), dtype=bool)
     start = numpy.zeros((len(docs), longest), dtype=bool)
     for i, doc in enumerate(docs):
@@ -48,4 +58,4 @@ def boundary_mask(docs: Sequence[Doc], longest: int, tags: Sequence[str]) -> tor
             start[i, 1 : len(doc)] = segment_starts(doc)[1:]
     edge, inside = edge_and_inside(tags)
     banned = (no_edge[:, :, None] & edge[None, None, :]) | (start[:, :, None] & inside[None, None, :])
-    return torch.from_numpy(numpy.where(banned, BANNED, 0.0).astype("float32"))
+    return numpy.where(banned, BANNED, 0.0).astype("float32")

@@ -13,7 +13,8 @@ from spacy.tokens import Doc
 
 from ..model.engine import TagScores
 from .marginals import Lattice
-from .masks import boundary_mask
+from . import host
+from .masks import boundary_mask, boundary_mask_array
 from .viterbi import best_paths, entity_bounds, transition_masks
 
 
@@ -51,6 +52,15 @@ class Decoder:
         self, scores: TagScores, docs: Sequence[Doc], *, with_scores: bool, candidate_threshold: Optional[float],
         temperature: float,
     ) -> Predictions:
+        if scores.log_probs.device.type == "cpu" and candidate_threshold is None:
+            return self._on_host(scores, docs, with_scores, temperature)
+        return self._on_device(scores, docs, with_scores, candidate_threshold, temperature)
+
+    def _on_device(
+        self, scores: TagScores, docs: Sequence[Doc], with_scores: bool, candidate_threshold: Optional[float],
+        temperature: float,
+    ) -> Predictions:
+        """``__call__`` in torch on the scores' device (any batch, candidate spans included)."""
         log_probs = scores.log_probs
         masks = self.masks(log_probs.device)
         lengths = [len(doc) for doc in docs]
@@ -65,6 +75,28 @@ class Decoder:
                 out.entity_scores = lattice.span_marginals(*out.entities).cpu().numpy()
                 if candidate_threshold is not None:
                     out.candidates = tuple(a.cpu().numpy() for a in lattice.candidates(candidate_threshold))
+        return out
+
+
+    def _on_host(self, scores: TagScores, docs: Sequence[Doc], with_scores: bool, temperature: float) -> Predictions:
+        """``__call__`` of a CPU batch without candidate spans, in numpy (``host.py``): the
+        same paths, the same entity probabilities up to float32 rounding."""
+        if "numpy" not in self._masks:
+            self._masks["numpy"] = transition_masks(self.tags)  # type: ignore[assignment]
+        masks = self._masks["numpy"]
+        lp = scores.log_probs.detach().numpy()
+        lengths = scores.lengths.numpy()
+        if lp.shape[1]:
+            lp = lp + boundary_mask_array(docs, lp.shape[1], self.tags)
+        path = host.best_paths(lp, lengths, *masks)
+        exit_np, per_segment = exit_layers(scores, len(docs))
+        out = Predictions(exit_np, per_segment, entity_bounds([path[i, :n] for i, n in enumerate(lengths.tolist())]))
+        if with_scores and lp.shape[1]:
+            probs = host.entity_probabilities(lp, lengths, masks, out.entities, temperature)
+            if probs is None:  # underflow in probability space: the log-space recursions
+                lattice = Lattice(torch.from_numpy(lp), scores.lengths, *self.masks(torch.device("cpu")), temperature=temperature)
+                probs = lattice.span_marginals(*out.entities).numpy()
+            out.entity_scores = probs
         return out
 
 
