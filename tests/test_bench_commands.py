@@ -129,3 +129,15 @@ def test_benchmark_train_one_system(system, ours_config, tiny_backbone, toy_corp
     # the CNN's rate is constant and ours follows the corpus it is given ([schedule]): only trf's is scaled
     assert (system == "trf") == (report["schedule_scaled"] is not None)
     assert render_section("train_table", [report]).count(f"| {report['settings']['train_sentences']} |") == 1
+
+
+def test_n_process_compares_answers_and_times_both(model_dir, toy_corpus, tmp_path):
+    from scripts.bench import n_process
+
+    out = tmp_path / "n_process.json"
+    run(n_process.app, model_dir, toy_corpus, "--limit", "8", "--batch-size", "2", "--rounds", "1", "--n-threads", "1",
+        "--output", out)  # fmt: skip
+    report = json.loads(out.read_text())
+    assert REPORT_HEAD <= set(report)
+    assert report["entities_identical"] is True and report["max_score_diff"] <= 1e-4 and report["texts"] == 8
+    assert len(report["seconds"]["1"]) == len(report["seconds"]["2"]) == 1 and report["ratio_best"] > 0
