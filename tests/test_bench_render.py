@@ -42,7 +42,7 @@ def test_exit_report_renders_to_the_expected_table(fixtures):
 def test_training_reports_render_side_by_side_with_ratios(fixtures):
     text = render_section("train_table", train_reports(fixtures))
     assert "| posattn_ner (frozen MiniLM, cached features) | 100 | 1.50 (step 40) | 30.0s | 1m30s | 0.7500 | 0.7400 | 3,000 |" in text
-    assert "- ours / trf: time to best dev F1 0.10, total time 0.25, epochs to best 0.25."  # 30 s / 300 s, 90 s / 360 s, 1.5 / 6 in text
+    assert "- ours / trf: time to best dev F1 0.10, total time 0.25, epochs to best 0.25." in text  # 30 s / 300 s, 90 s / 360 s, 1.5 / 6 in text
     assert "ours / cnn" not in text  # no CNN report among the fixtures
     assert text.count("`python -m scripts.benchmark_train") == 2
 
