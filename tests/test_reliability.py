@@ -422,6 +422,7 @@ def test_decoding_keeps_whitespace_inside_entities_but_never_at_their_edges(load
     from spacy_posattn_ner.decoding import predictions
 
     monkeypatch.setattr(predictions, "boundary_mask", lambda docs, longest, tags: torch.zeros(len(docs), longest, len(tags)))
+    monkeypatch.setattr(predictions, "boundary_mask_array", lambda docs, longest, tags: numpy.zeros((len(docs), longest, len(tags)), "float32"))
     unmasked = decode()
     assert any(unmasked[e.start].is_space or unmasked[e.end - 1].is_space for e in unmasked.ents)
 
