@@ -59,9 +59,16 @@ def test_runtime_settings_are_saved_and_overridable(trained_exit, tmp_path):
     assert (again.get_pipe("posattn_ner").exit_threshold, again.get_pipe("posattn_ner").precision) == (0.7, "int8")
 
 
-def test_no_layer_is_copied_to_the_host(trained_exit, monkeypatch):
+@pytest.mark.parametrize("path", ["device", "host"])
+def test_no_layer_is_copied_to_the_host(trained_exit, monkeypatch, path):
     """From wordpieces to decoded tags nothing goes to the host but one boolean per
-    doc per exit and the decoded result (the GPU path keeps its tensors)."""
+    doc per exit and the decoded result (the device path, what a GPU runs, keeps its
+    tensors; a CPU batch is decoded in numpy from the log-probs in place, with no copy)."""
+    from spacy_posattn_ner.decoding.predictions import Decoder
+
+    if path == "device":
+        monkeypatch.setattr(Decoder, "__call__", lambda self, scores, docs, **kw: self._on_device(
+            scores, docs, kw["with_scores"], kw["candidate_threshold"], kw["temperature"]))
     nlp, _ = trained_exit
     ner = nlp.get_pipe("posattn_ner")
     ner.precision, ner.exit_threshold = "fp32", 0.5
@@ -78,7 +85,7 @@ def test_no_layer_is_copied_to_the_host(trained_exit, monkeypatch):
     n_docs = sum(1 for d in docs if len(d))
     exits_run = 2  # exit after layer 1, then layer 2
     assert len(calls) <= exits_run + 2  # per exit: which segments go on; then tag ids and segment exit layers
-    assert all(len(shape) <= 2 for shape in calls) and max(len(s) for s in calls) == 2
+    assert all(len(shape) <= 2 for shape in calls) and max(len(s) for s in calls) == (2 if path == "device" else 1)
     assert all(shape[0] <= len(TEXTS) for shape in calls) and n_docs == 5
     ner.scores = True
 
