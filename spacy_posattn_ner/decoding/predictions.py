@@ -41,11 +41,12 @@ class Decoder:
     def __init__(self, tags: Sequence[str]):
         self.tags = list(tags)
         self._masks: Dict[str, Tuple[torch.Tensor, ...]] = {}
+        self._host_masks = transition_masks(self.tags)  # numpy: what _on_host reads
 
     def masks(self, device: torch.device) -> Tuple[torch.Tensor, ...]:
         key = str(device)
         if key not in self._masks:  # a race builds the same tensors twice: harmless
-            self._masks[key] = tuple(torch.from_numpy(a).to(device) for a in transition_masks(self.tags))
+            self._masks[key] = tuple(torch.from_numpy(a).to(device) for a in self._host_masks)
         return self._masks[key]
 
     def __call__(
@@ -77,13 +78,10 @@ class Decoder:
                     out.candidates = tuple(a.cpu().numpy() for a in lattice.candidates(candidate_threshold))
         return out
 
-
     def _on_host(self, scores: TagScores, docs: Sequence[Doc], with_scores: bool, temperature: float) -> Predictions:
         """``__call__`` of a CPU batch without candidate spans, in numpy (``host.py``): the
         same paths, the same entity probabilities up to float32 rounding."""
-        if "numpy" not in self._masks:
-            self._masks["numpy"] = transition_masks(self.tags)  # type: ignore[assignment]
-        masks = self._masks["numpy"]
+        masks = self._host_masks
         lp = scores.log_probs.detach().numpy()
         lengths = scores.lengths.numpy()
         if lp.shape[1]:
