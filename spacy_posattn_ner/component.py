@@ -9,7 +9,7 @@ settings handed over, so the answers do not depend on how the pipeline was made
 """
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 import srsly
@@ -30,7 +30,7 @@ from .feature_cache import FeatureCache
 from .model.build import check_model_config, drop_head, ensure_head, get_head, has_head
 from .model.engine import TagScores
 from .model.nodes import PaddedScores, get_backbone, hand_settings
-from .model.optimizer import step_in_place
+from .model.optimizer import step_in_place, use_params as use_torch_params
 from .serialization import checksum, legacy_model_settings, read_cfg, verify
 from .settings import NAMES, TRAINING_DEFAULTS, Settings, validate_training
 from .training.gold import gold_tag_ids
@@ -183,6 +183,15 @@ class PosAttnNER(TrainablePipe):
     def finish_update(self, sgd: Optimizer) -> None:
         """Step the optimizer on the head's parameters, in place (``model/optimizer.py`` says why)."""
         step_in_place(self.model, sgd)
+
+    def use_params(self, params: Dict) -> Iterator[None]:
+        """The block runs with ``params`` (an optimizer's ``averages``) in the head: spaCy's loop
+        scores dev and saves the pipeline inside ``nlp.use_params(optimizer.averages)``, so
+        ``use_averages = true`` now takes effect (``model/optimizer.py`` says why thinc's own
+        path missed the head's weights). A generator, as ``TrainablePipe.use_params`` is:
+        ``Language.use_params`` steps it by hand."""
+        with use_torch_params(self.model, params):
+            yield
 
     def get_loss(self, examples: Iterable[Example], scores: PaddedScores) -> Tuple[float, numpy.ndarray]:
         """``training.losses.token_loss`` against the aligned gold BILUO tags (with exit

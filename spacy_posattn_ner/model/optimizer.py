@@ -6,7 +6,18 @@ with thinc 8.3 and torch 2.13 the process then grows by megabytes per step (meas
 Updating the same tensors in place keeps memory flat and leaves the optimizer (its
 schedule, L2, clipping) as configured. The backbone is never in the optimizer: its
 parameters are not in any shim (it is an attribute of a node, not a layer).
+
+``use_params`` is the other half: spaCy scores dev and saves ``model-best`` and
+``model-last`` inside ``nlp.use_params(optimizer.averages)``. The optimizer keys a torch
+parameter by ``(shim.id, name)`` (here and in thinc's own ``PyTorchShim.finish_update``),
+but ``PyTorchShim.use_params`` (thinc 8.3) only reads string keys ``"pytorch_{id}_{name}"``,
+so with ``use_averages = true`` the averages were kept and never used: the setting
+silently did nothing.
 """
+import contextlib
+from typing import Dict, Iterator, List, Tuple
+
+import torch
 from thinc.api import Model, Optimizer, torch2xp, xp2torch
 
 
@@ -26,4 +37,34 @@ def step_in_place(model: Model, sgd: Optimizer) -> None:
             raise ValueError(f"posattn_ner: unexpected thinc parameters in {node.name}")
 
 
-__all__ = ["step_in_place"]
+@contextlib.contextmanager
+def use_params(model: Model, params: Dict) -> Iterator[None]:
+    """The torch parameters found in ``params`` under ``(shim.id, name)`` (an optimizer's
+    ``averages``) copied in for the block, the trained values restored after it, even on
+    an error. Copying in place bumps each tensor's version, so caches keyed by it (the
+    student's window matrix) see the change."""
+    saved: List[Tuple[torch.Tensor, torch.Tensor]] = []
+    try:
+        with torch.no_grad():
+            for node in model.walk():
+                for shim in node.shims:
+                    for name, param in shim._model.named_parameters():
+                        value = params.get((shim.id, name))
+                        if value is None:
+                            continue
+                        new = xp2torch(value, device=param.device)
+                        if tuple(new.shape) != tuple(param.shape):
+                            raise ValueError(
+                                f"posattn_ner: averaged parameter {name} has shape {tuple(new.shape)}, the model's "
+                                f"{tuple(param.shape)}"
+                            )
+                        saved.append((param, param.detach().clone()))
+                        param.copy_(new)
+        yield
+    finally:
+        with torch.no_grad():
+            for param, value in saved:
+                param.copy_(value)
+
+
+__all__ = ["step_in_place", "use_params"]
