@@ -21,13 +21,18 @@ def _log_probs(nlp, docs):
     return ner.model.predict(docs).log_probs.numpy().copy()
 
 
-def test_use_averages_takes_effect_and_the_trained_weights_come_back(tiny_backbone):
-    nlp = make_nlp(tiny_backbone)
+def _trained_with_averages(backbone, steps):
+    nlp = make_nlp(backbone)
     examples = toy_examples(nlp)
     nlp.initialize(lambda: examples)
     optimizer = Adam(0.01, use_averages=True)
-    for _ in range(5):
+    for _ in range(steps):
         nlp.update(examples, sgd=optimizer)
+    return nlp, examples, optimizer
+
+
+def test_use_averages_takes_effect_and_the_trained_weights_come_back(tiny_backbone):
+    nlp, examples, optimizer = _trained_with_averages(tiny_backbone, 5)
     docs = [nlp.make_doc(eg.reference.text) for eg in examples]
     trained, trained_scores = _head_params(nlp), _log_probs(nlp, docs)
     averaged_keys = [key for key in optimizer.averages if isinstance(key, tuple)]
@@ -52,12 +57,7 @@ def test_use_averages_takes_effect_and_the_trained_weights_come_back(tiny_backbo
 
 
 def test_use_params_restores_the_weights_after_an_error(tiny_backbone):
-    nlp = make_nlp(tiny_backbone)
-    examples = toy_examples(nlp)
-    nlp.initialize(lambda: examples)
-    optimizer = Adam(0.01, use_averages=True)
-    for _ in range(3):
-        nlp.update(examples, sgd=optimizer)
+    nlp, _, optimizer = _trained_with_averages(tiny_backbone, 3)
     trained = _head_params(nlp)
     with pytest.raises(RuntimeError, match="inside"):
         with nlp.use_params(optimizer.averages):
