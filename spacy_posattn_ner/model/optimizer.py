@@ -21,20 +21,28 @@ import torch
 from thinc.api import Model, Optimizer, torch2xp, xp2torch
 
 
-def step_in_place(model: Model, sgd: Optimizer) -> None:
-    """One optimizer step on every torch parameter with a gradient, then zero the gradients."""
+def torch_params(model: Model) -> Iterator[Tuple[Tuple[int, str], torch.nn.Parameter]]:
+    """Every torch parameter of the model's shims under the key optimizers use for it,
+    ``(shim.id, name)``: what the step writes and what ``averages`` are kept under."""
     for node in model.walk():
         for shim in node.shims:
             for name, param in shim._model.named_parameters():
-                if param.grad is None:
-                    continue
-                weights = torch2xp(param.data)
-                new, _ = sgd((shim.id, name), weights, torch2xp(param.grad))
-                if new is not weights:
-                    param.data.copy_(xp2torch(new, device=param.device))
-                param.grad.zero_()
+                yield (shim.id, name), param
+
+
+def step_in_place(model: Model, sgd: Optimizer) -> None:
+    """One optimizer step on every torch parameter with a gradient, then zero the gradients."""
+    for node in model.walk():
         if node.param_names:  # the model has no thinc parameters of its own
             raise ValueError(f"posattn_ner: unexpected thinc parameters in {node.name}")
+    for key, param in torch_params(model):
+        if param.grad is None:
+            continue
+        weights = torch2xp(param.data)
+        new, _ = sgd(key, weights, torch2xp(param.grad))
+        if new is not weights:
+            param.data.copy_(xp2torch(new, device=param.device))
+        param.grad.zero_()
 
 
 @contextlib.contextmanager
@@ -46,20 +54,18 @@ def use_params(model: Model, params: Dict) -> Iterator[None]:
     saved: List[Tuple[torch.Tensor, torch.Tensor]] = []
     try:
         with torch.no_grad():
-            for node in model.walk():
-                for shim in node.shims:
-                    for name, param in shim._model.named_parameters():
-                        value = params.get((shim.id, name))
-                        if value is None:
-                            continue
-                        new = xp2torch(value, device=param.device)
-                        if tuple(new.shape) != tuple(param.shape):
-                            raise ValueError(
-                                f"posattn_ner: averaged parameter {name} has shape {tuple(new.shape)}, the model's "
-                                f"{tuple(param.shape)}"
-                            )
-                        saved.append((param, param.detach().clone()))
-                        param.copy_(new)
+            for key, param in torch_params(model):
+                value = params.get(key)
+                if value is None:
+                    continue
+                new = xp2torch(value, device=param.device)
+                if tuple(new.shape) != tuple(param.shape):
+                    raise ValueError(
+                        f"posattn_ner: averaged parameter {key[1]} has shape {tuple(new.shape)}, the model's "
+                        f"{tuple(param.shape)}"
+                    )
+                saved.append((param, param.detach().clone()))
+                param.copy_(new)
         yield
     finally:
         with torch.no_grad():
@@ -67,4 +73,4 @@ def use_params(model: Model, params: Dict) -> Iterator[None]:
                 param.copy_(value)
 
 
-__all__ = ["step_in_place", "use_params"]
+__all__ = ["step_in_place", "torch_params", "use_params"]
