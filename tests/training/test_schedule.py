@@ -26,6 +26,28 @@ def test_plan_follows_the_corpus(words, total, every):
     assert p.warmup_steps == round(0.1 * total)
 
 
+SHIPPED = {**GMB_LIKE, "max_passes": 30}
+
+
+@pytest.mark.parametrize(
+    "words, total, every",
+    # 1,000 and 2,000 GMB sentences (22,077 / 44,396 words: 12 / 23 steps a pass): 30 passes, not
+    # the 1,200-step floor's 109 / 52; 10,000 sentences and the whole split: as without the cap
+    [(22_077, 360, 60), (44_396, 690, 115), (218_303, 1200, 200), (839_237, 2100, 350), (0, 1200, 200)],
+)
+def test_max_passes_caps_the_floor_on_small_corpora(words, total, every):
+    p = plan(words, SHIPPED)
+    assert (p.total_steps, p.eval_frequency) == (total, every)
+
+
+def test_max_passes_caps_epochs_and_yields_to_max_steps():
+    assert plan(839_237, {**SHIPPED, "epochs": 40}).total_steps == 30 * 420  # 420 steps a pass
+    assert plan(22_077, {**SHIPPED, "max_steps": 600}).total_steps == 600  # max_steps: exactly, whatever the corpus
+    assert plan(22_077, {**GMB_LIKE, "max_passes": 0}) == plan(22_077, GMB_LIKE)  # 0 and absent: no cap
+    with pytest.raises(ValueError, match=r"\[schedule\] max_passes = -1: must be a number >= 0"):
+        plan(1000, {**SHIPPED, "max_passes": -1})
+
+
 def test_plan_fixed_steps_and_bad_settings():
     assert plan(839_237, {**GMB_LIKE, "max_steps": 100, "evaluations": 3}).total_steps == 102  # 3 x 34
     with pytest.raises(ValueError, match=r"\[schedule\] warmup = 1.5: must be a number in \[0, 1\)"):
