@@ -13,31 +13,23 @@ from spacy_posattn_ner.training.schedule import count_words, plan
 from ..conftest import ROOT, toy_examples
 
 GMB_LIKE = dict(epochs=5, min_steps=1200, max_steps=0, evaluations=6, warmup=0.1, words_per_step=2000)
-
-
-@pytest.mark.parametrize(
-    "words, total, every",
-    [(0, 1200, 200), (22_000, 1200, 200), (220_000, 1200, 200), (839_237, 2100, 350), (5_000_000, 12_504, 2084)],
-)
-def test_plan_follows_the_corpus(words, total, every):
-    p = plan(words, GMB_LIKE)
-    assert (p.total_steps, p.eval_frequency) == (total, every)
-    assert p.total_steps % p.eval_frequency == 0  # spaCy evaluates the final step
-    assert p.warmup_steps == round(0.1 * total)
-
-
 SHIPPED = {**GMB_LIKE, "max_passes": 30}
 
 
 @pytest.mark.parametrize(
-    "words, total, every",
-    # 1,000 and 2,000 GMB sentences (22,077 / 44,396 words: 12 / 23 steps a pass): 30 passes, not
-    # the 1,200-step floor's 109 / 52; 10,000 sentences and the whole split: as without the cap
-    [(22_077, 360, 60), (44_396, 690, 115), (218_303, 1200, 200), (839_237, 2100, 350), (0, 1200, 200)],
+    "schedule, words, total, every",
+    [(GMB_LIKE, 0, 1200, 200), (GMB_LIKE, 22_000, 1200, 200), (GMB_LIKE, 220_000, 1200, 200),
+     (GMB_LIKE, 839_237, 2100, 350), (GMB_LIKE, 5_000_000, 12_504, 2084),
+     # max_passes: 1,000 and 2,000 GMB sentences (22,077 / 44,396 words: 12 / 23 steps a pass) train
+     # 30 passes, not the 1,200-step floor's 109 / 52; 10,000 sentences and the whole split as before
+     (SHIPPED, 22_077, 360, 60), (SHIPPED, 44_396, 690, 115), (SHIPPED, 218_303, 1200, 200),
+     (SHIPPED, 839_237, 2100, 350), (SHIPPED, 0, 1200, 200)],
 )
-def test_max_passes_caps_the_floor_on_small_corpora(words, total, every):
-    p = plan(words, SHIPPED)
+def test_plan_follows_the_corpus(schedule, words, total, every):
+    p = plan(words, schedule)
     assert (p.total_steps, p.eval_frequency) == (total, every)
+    assert p.total_steps % p.eval_frequency == 0  # spaCy evaluates the final step
+    assert p.warmup_steps == round(0.1 * total)
 
 
 def test_max_passes_caps_epochs_and_yields_to_max_steps():
